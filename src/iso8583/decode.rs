@@ -1,0 +1,276 @@
+//! The spec-driven decoder: nom parsers for the MTI, bitmaps, length prefixes and field
+//! bodies, driven by a [`Spec`]. It recognises the whole message before returning it:
+//! every bitmap bit must name a defined field, every length is checked against the
+//! spec's maximum before a byte is taken (so no allocation follows an untrusted length),
+//! and no byte may remain at the end. A field whose length is known but whose content is
+//! wrong does not stop the walk, so the MTI and DE11 that follow it can still be kept
+//! for a `30` response.
+
+use bytes::Bytes;
+use nom::bytes::complete::take;
+use nom::{IResult, Parser};
+
+use super::charset::{self, Class};
+use super::error::{DecodeError, DecodeErrorKind as Kind, Element};
+use super::message::{FieldSet, Message, Mti};
+use super::spec::{BitmapEncoding, Encoding, FieldSpec, Pad, Spec};
+
+const FIRST_BIT: u64 = 1 << 63;
+
+/// Decodes one message (without framing) from `frame`. ASCII and binary field values
+/// are slices of `frame`, not copies.
+pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
+    let mut cursor = Cursor { frame, rest: frame };
+    let mti = read_mti(spec, &mut cursor)?;
+    let empty = |e: DecodeError| e.with_partial(Message::new(mti));
+    let present = read_bitmaps(spec, &mut cursor).map_err(empty)?;
+    if let Some(undefined) = present.fields.iter().find(|&n| spec.field(n).is_none()) {
+        let offset = present.offset_of(undefined);
+        return Err(empty(DecodeError::new(
+            Element::Field(undefined),
+            offset,
+            Kind::UndefinedField,
+        )));
+    }
+    let mut message = Message::with_capacity(mti, present.fields.len(), spec.masking());
+    let mut first_content_error = None;
+    for field in present.fields.iter().filter_map(|n| spec.field(n)) {
+        match read_field(field, &mut cursor) {
+            Ok(value) => message.push_ascending(field.number, value),
+            Err(Fault::Content(e)) => {
+                first_content_error.get_or_insert(e);
+            }
+            Err(Fault::Structure(e)) => return Err(e.with_partial(message)),
+        }
+    }
+    if let Some(e) = first_content_error {
+        return Err(e.with_partial(message));
+    }
+    if !cursor.rest.is_empty() {
+        let count = cursor.rest.len();
+        let trailing = DecodeError::new(
+            Element::Message,
+            cursor.offset(),
+            Kind::TrailingBytes { count },
+        );
+        return Err(trailing.with_partial(message));
+    }
+    Ok(message)
+}
+
+/// Decodes a message from a byte slice (copies it once into a `Bytes`).
+pub fn decode_slice(spec: &Spec, frame: &[u8]) -> Result<Message, DecodeError> {
+    decode(spec, &Bytes::copy_from_slice(frame))
+}
+
+/// Position in the frame being decoded.
+struct Cursor<'a> {
+    frame: &'a Bytes,
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn offset(&self) -> usize {
+        self.frame.len() - self.rest.len()
+    }
+
+    /// Takes exactly `n` bytes, or fails with `Truncated` for `element`.
+    fn take(&mut self, n: usize, element: Element) -> Result<&'a [u8], DecodeError> {
+        let parsed: IResult<&[u8], &[u8]> = take(n).parse(self.rest);
+        match parsed {
+            Ok((rest, taken)) => {
+                self.rest = rest;
+                Ok(taken)
+            }
+            Err(_) => Err(self.error(
+                element,
+                Kind::Truncated {
+                    needed: n,
+                    available: self.rest.len(),
+                },
+            )),
+        }
+    }
+
+    fn error(&self, element: Element, kind: Kind) -> DecodeError {
+        DecodeError::new(element, self.offset(), kind)
+    }
+
+    /// A zero-copy `Bytes` for a slice of the frame.
+    fn share(&self, part: &[u8]) -> Bytes {
+        self.frame.slice_ref(part)
+    }
+}
+
+fn read_mti(spec: &Spec, cursor: &mut Cursor<'_>) -> Result<Mti, DecodeError> {
+    let offset = cursor.offset();
+    let bad = |kind| DecodeError::new(Element::Mti, offset, kind);
+    let not_digits = Kind::BadCharacter {
+        class: Class::N,
+        length: 4,
+    };
+    let digits = match spec.mti {
+        Encoding::Bcd => {
+            let packed = cursor.take(2, Element::Mti)?;
+            charset::unpack_bcd(packed, 4, false, false).map_err(|_| bad(Kind::BadBcd))?
+        }
+        Encoding::Ebcdic => {
+            let text = cursor.take(4, Element::Mti)?;
+            charset::ebcdic_to_ascii(text).map_err(|_| bad(Kind::NotAscii))?
+        }
+        _ => {
+            let text = cursor.take(4, Element::Mti)?;
+            return Mti::new(text).ok_or_else(|| bad(not_digits));
+        }
+    };
+    Mti::new(&digits).ok_or_else(|| bad(not_digits))
+}
+
+/// The fields a message's bitmaps flag, and where each bitmap started.
+struct Present {
+    fields: FieldSet,
+    offsets: [usize; 3],
+}
+
+impl Present {
+    fn offset_of(&self, field: u8) -> usize {
+        self.offsets[usize::from((field - 1) / 64)]
+    }
+}
+
+fn read_bitmaps(spec: &Spec, cursor: &mut Cursor<'_>) -> Result<Present, DecodeError> {
+    let mut words = [0u64; 3];
+    let mut offsets = [cursor.offset(); 3];
+    words[0] = read_bitmap(spec, cursor, 1)?;
+    if words[0] & FIRST_BIT != 0 {
+        offsets[1] = cursor.offset();
+        words[1] = read_bitmap(spec, cursor, 2)?;
+        words[0] &= !FIRST_BIT;
+    }
+    if spec.tertiary_bitmap && words[1] & FIRST_BIT != 0 {
+        offsets[2] = cursor.offset();
+        words[2] = read_bitmap(spec, cursor, 3)?;
+        words[1] &= !FIRST_BIT;
+    }
+    Ok(Present {
+        fields: FieldSet::from_words(words),
+        offsets,
+    })
+}
+
+fn read_bitmap(spec: &Spec, cursor: &mut Cursor<'_>, which: u8) -> Result<u64, DecodeError> {
+    let element = Element::Bitmap(which);
+    let mut bytes = [0u8; 8];
+    match spec.bitmap {
+        BitmapEncoding::Binary => bytes.copy_from_slice(cursor.take(8, element)?),
+        BitmapEncoding::Hex => {
+            let offset = cursor.offset();
+            let text = cursor.take(16, element)?;
+            hex::decode_to_slice(text, &mut bytes)
+                .map_err(|_| DecodeError::new(element, offset, Kind::BadHex))?;
+        }
+    }
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// A field fault that stops the walk (the next field's position is unknown), or one
+/// confined to the field's content.
+enum Fault {
+    Structure(DecodeError),
+    Content(DecodeError),
+}
+
+fn read_field(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<Bytes, Fault> {
+    let element = Element::Field(field.number);
+    let units = read_length(field, cursor).map_err(Fault::Structure)?;
+    let start = cursor.offset();
+    let wire = cursor
+        .take(field.wire_len(units), element)
+        .map_err(Fault::Structure)?;
+    let bad = |index: usize, kind| Fault::Content(DecodeError::new(element, start + index, kind));
+    let value = match field.data {
+        Encoding::Ascii | Encoding::Binary => cursor.share(wire),
+        Encoding::Ebcdic => charset::ebcdic_to_ascii(wire)
+            .map_err(|i| bad(i, Kind::NotAscii))?
+            .into(),
+        Encoding::Bcd => unpack_numeric(field, wire, units)
+            .map_err(|i| bad(i, Kind::BadBcd))?
+            .into(),
+        Encoding::Hex if units % 2 == 1 => return Err(bad(0, Kind::BadHex)),
+        Encoding::Hex => hex::decode(wire).map_err(|_| bad(0, Kind::BadHex))?.into(),
+    };
+    match field.class.first_invalid(&value) {
+        None => Ok(value),
+        Some(i) => {
+            let index = if field.data == Encoding::Bcd {
+                i / 2
+            } else {
+                i
+            };
+            let class = field.class;
+            Err(bad(
+                index,
+                Kind::BadCharacter {
+                    class,
+                    length: units,
+                },
+            ))
+        }
+    }
+}
+
+/// Reads a field's length in its units: the spec's for fixed fields, the prefix's
+/// otherwise, refused when above the spec's maximum.
+fn read_length(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<usize, DecodeError> {
+    let digits = field.length.digits();
+    if digits == 0 {
+        return Ok(field.max);
+    }
+    let element = Element::Field(field.number);
+    let offset = cursor.offset();
+    let prefix = cursor.take(field.length.prefix_bytes(field.length_encoding), element)?;
+    let length = prefix_value(prefix, digits, field.length_encoding)
+        .ok_or_else(|| DecodeError::new(element, offset, Kind::BadLengthPrefix))?;
+    if length > field.max {
+        let kind = Kind::TooLong {
+            length,
+            max: field.max,
+        };
+        return Err(DecodeError::new(element, offset, kind));
+    }
+    Ok(length)
+}
+
+/// The number a length prefix holds, `None` if it is not a number in its encoding.
+fn prefix_value(prefix: &[u8], digits: usize, encoding: Encoding) -> Option<usize> {
+    match encoding {
+        Encoding::Binary => Some(prefix.iter().fold(0, |n, &b| n << 8 | usize::from(b))),
+        Encoding::Bcd => decimal(&charset::unpack_bcd(prefix, digits, false, false).ok()?),
+        Encoding::Ebcdic => decimal(&charset::ebcdic_to_ascii(prefix).ok()?),
+        Encoding::Ascii | Encoding::Hex => decimal(prefix),
+    }
+}
+
+/// The value of ASCII decimal digits, `None` if any is not a digit.
+fn decimal(text: &[u8]) -> Option<usize> {
+    text.iter().try_fold(0usize, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + usize::from(c - b'0'))
+    })
+}
+
+/// Unpacks a BCD field: digits (`n`), track data (`z`) or an ASCII sign and digits
+/// (`x+n`). `Err` gives the index of the bad byte.
+fn unpack_numeric(field: &FieldSpec, wire: &[u8], units: usize) -> Result<Vec<u8>, usize> {
+    let right_pad = field.pad == Pad::Right;
+    match (field.class, wire.split_first()) {
+        (Class::Xn, Some((&sign, digits))) => {
+            let mut value = Vec::with_capacity(units);
+            value.push(sign);
+            let unpacked =
+                charset::unpack_bcd(digits, units - 1, false, false).map_err(|i| i + 1)?;
+            value.extend_from_slice(&unpacked);
+            Ok(value)
+        }
+        (class, _) => charset::unpack_bcd(wire, units, right_pad, class == Class::Z),
+    }
+}

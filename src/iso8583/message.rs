@@ -1,0 +1,396 @@
+//! The in-memory message: an MTI plus the values of the fields present, kept in field
+//! order beside a 192-bit presence set, so a lookup is a population count rather than a
+//! search and a decoded message costs one allocation. Values are `bytes::Bytes`: a
+//! field decoded from an ASCII frame is a slice of that frame, not a copy. A message
+//! knows nothing of wire encodings; text values are ASCII, binary values raw bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+use super::spec::MAX_FIELD;
+
+/// A message type indicator: four ASCII digits (version, class, function, origin).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mti([u8; 4]);
+
+impl Mti {
+    /// An MTI from four ASCII digits; `None` if `digits` is anything else.
+    pub fn new(digits: &[u8]) -> Option<Mti> {
+        let array: [u8; 4] = digits.try_into().ok()?;
+        array.iter().all(u8::is_ascii_digit).then_some(Mti(array))
+    }
+
+    /// The four digits as text.
+    pub fn as_str(&self) -> &str {
+        // Invariant: four ASCII digits.
+        std::str::from_utf8(&self.0).unwrap_or("????")
+    }
+
+    /// The four digits as bytes.
+    pub fn as_bytes(&self) -> &[u8; 4] {
+        &self.0
+    }
+
+    /// Message class, the second digit (1 authorization, 2 financial, 4 reversal,
+    /// 8 network management).
+    pub fn class(&self) -> u8 {
+        self.0[1] - b'0'
+    }
+
+    /// Message function, the third digit (0 request, 1 response, 2 advice,
+    /// 3 advice response).
+    pub fn function(&self) -> u8 {
+        self.0[2] - b'0'
+    }
+
+    /// Whether this is a repeat (the origin digit is odd: 0121, 0221, 0401, 0421).
+    pub fn is_repeat(&self) -> bool {
+        (self.0[3] - b'0') % 2 == 1
+    }
+
+    /// The same message type without the repeat flag (0221 becomes 0220).
+    pub fn original(&self) -> Mti {
+        let mut digits = self.0;
+        digits[3] &= !1;
+        Mti(digits)
+    }
+
+    /// The response type to a request or advice (0200 → 0210, 0221 → 0230); `None`
+    /// when this is already a response.
+    pub fn response(&self) -> Option<Mti> {
+        let function = self.function();
+        if function % 2 == 1 {
+            return None;
+        }
+        let mut digits = self.0;
+        digits[2] = b'0' + function + 1;
+        digits[3] = b'0';
+        Some(Mti(digits))
+    }
+}
+
+impl FromStr for Mti {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mti, String> {
+        Mti::new(s.as_bytes()).ok_or_else(|| format!("MTI must be 4 digits, not {s:?}"))
+    }
+}
+
+impl fmt::Display for Mti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Mti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of field numbers 1 to 192, laid out as the wire bitmaps are: word 0 holds
+/// fields 1-64 with field 1 in the most significant bit.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FieldSet([u64; 3]);
+
+impl FieldSet {
+    /// The empty set.
+    pub const fn new() -> FieldSet {
+        FieldSet([0; 3])
+    }
+
+    /// A set from the three 64-bit bitmap words as read from the wire.
+    pub const fn from_words(words: [u64; 3]) -> FieldSet {
+        FieldSet(words)
+    }
+
+    /// A set holding `numbers`.
+    pub fn from_numbers(numbers: &[u8]) -> FieldSet {
+        let mut set = FieldSet::new();
+        numbers.iter().for_each(|&n| set.insert(n));
+        set
+    }
+
+    /// The three bitmap words.
+    pub const fn words(&self) -> [u64; 3] {
+        self.0
+    }
+
+    fn locate(number: u8) -> Option<(usize, u64)> {
+        let index = usize::from(number).checked_sub(1)?;
+        (index < usize::from(MAX_FIELD)).then(|| (index / 64, 1u64 << (63 - index % 64)))
+    }
+
+    /// Whether `number` is in the set (false for numbers outside 1-192).
+    pub fn contains(&self, number: u8) -> bool {
+        Self::locate(number).is_some_and(|(word, bit)| self.0[word] & bit != 0)
+    }
+
+    /// Adds `number`; numbers outside 1-192 are ignored.
+    pub fn insert(&mut self, number: u8) {
+        if let Some((word, bit)) = Self::locate(number) {
+            self.0[word] |= bit;
+        }
+    }
+
+    /// Removes `number`.
+    pub fn remove(&mut self, number: u8) {
+        if let Some((word, bit)) = Self::locate(number) {
+            self.0[word] &= !bit;
+        }
+    }
+
+    /// How many members are smaller than `number`.
+    pub fn rank(&self, number: u8) -> usize {
+        let Some((word, bit)) = Self::locate(number) else {
+            return self.len();
+        };
+        let below: u32 = self.0[..word].iter().map(|w| w.count_ones()).sum();
+        // Smaller numbers sit in the more significant bits of the same word.
+        let higher_bits = !(bit | (bit - 1));
+        (below + (self.0[word] & higher_bits).count_ones()) as usize
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 3]
+    }
+
+    /// The members in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.iter().enumerate().flat_map(|(word, &bits)| {
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let zeros = rest.leading_zeros();
+                rest &= !(1u64 << (63 - zeros));
+                // At most 3 * 64 = 192: fits a u8.
+                Some((word * 64) as u8 + zeros as u8 + 1)
+            })
+        })
+    }
+}
+
+impl fmt::Debug for FieldSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Which fields are masked when a message is shown (see [`super::Mask`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Masking {
+    /// Shown as masked account numbers (first 6, last 4).
+    pub pan: FieldSet,
+    /// Never shown, only their length.
+    pub redact: FieldSet,
+}
+
+impl Default for Masking {
+    /// DE2 and DE34 masked; DE35, DE36, DE45, DE52, DE55 redacted.
+    fn default() -> Masking {
+        Masking {
+            pan: FieldSet::from_numbers(&[2, 34]),
+            redact: FieldSet::from_numbers(&[35, 36, 45, 52, 55]),
+        }
+    }
+}
+
+/// An ISO 8583 message: MTI and field values. Field 1 (and 65 under a tertiary bitmap)
+/// are never stored: bitmaps are derived from the fields present when encoding.
+#[derive(Clone)]
+pub struct Message {
+    mti: Mti,
+    present: FieldSet,
+    values: Vec<Bytes>,
+    masking: Masking,
+}
+
+impl Message {
+    /// An empty message of type `mti`, with the default masking.
+    pub fn new(mti: Mti) -> Message {
+        Message::with_capacity(mti, 0, Masking::default())
+    }
+
+    /// An empty message with room for `fields` values and the given masking.
+    pub fn with_capacity(mti: Mti, fields: usize, masking: Masking) -> Message {
+        Message {
+            mti,
+            present: FieldSet::new(),
+            values: Vec::with_capacity(fields),
+            masking,
+        }
+    }
+
+    /// The message type.
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    /// Changes the message type (e.g. to build a response in place).
+    pub fn set_mti(&mut self, mti: Mti) {
+        self.mti = mti;
+    }
+
+    /// The value of field `number`.
+    pub fn get(&self, number: u8) -> Option<&Bytes> {
+        if !self.present.contains(number) {
+            return None;
+        }
+        self.values.get(self.present.rank(number))
+    }
+
+    /// The value of a text field as `&str` (`None` if absent or not UTF-8).
+    pub fn text(&self, number: u8) -> Option<&str> {
+        std::str::from_utf8(self.get(number)?).ok()
+    }
+
+    /// Sets field `number` (2 to 192), replacing any earlier value.
+    ///
+    /// # Panics
+    /// If `number` is outside 2-192: field numbers come from code, not input.
+    pub fn set(&mut self, number: u8, value: impl Into<Bytes>) {
+        assert!(
+            (2..=MAX_FIELD).contains(&number),
+            "field number {number} outside 2-{MAX_FIELD}"
+        );
+        let index = self.present.rank(number);
+        let value = value.into();
+        if self.present.contains(number) {
+            self.values[index] = value;
+        } else {
+            self.present.insert(number);
+            self.values.insert(index, value);
+        }
+    }
+
+    /// Appends a field above every field present (the decoder's fast path).
+    pub(crate) fn push_ascending(&mut self, number: u8, value: Bytes) {
+        debug_assert!(self.present.iter().all(|n| n < number));
+        self.present.insert(number);
+        self.values.push(value);
+    }
+
+    /// Removes field `number`, returning its value.
+    pub fn remove(&mut self, number: u8) -> Option<Bytes> {
+        if !self.present.contains(number) {
+            return None;
+        }
+        let index = self.present.rank(number);
+        self.present.remove(number);
+        Some(self.values.remove(index))
+    }
+
+    /// The fields present, in ascending order.
+    pub fn fields(&self) -> impl Iterator<Item = (u8, &Bytes)> {
+        self.present.iter().zip(self.values.iter())
+    }
+
+    /// The set of fields present.
+    pub fn field_set(&self) -> FieldSet {
+        self.present
+    }
+
+    /// Number of fields present.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no field is present.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Which fields are masked when shown.
+    pub fn masking(&self) -> Masking {
+        self.masking
+    }
+
+    /// Replaces the masking (a decoder sets the spec's).
+    pub fn set_masking(&mut self, masking: Masking) {
+        self.masking = masking;
+    }
+}
+
+impl PartialEq for Message {
+    /// Messages are equal when type and field values are; masking is presentation.
+    fn eq(&self, other: &Message) -> bool {
+        self.mti == other.mti && self.present == other.present && self.values == other.values
+    }
+}
+
+impl Eq for Message {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mti(s: &str) -> Mti {
+        s.parse().expect("valid MTI")
+    }
+
+    #[test]
+    fn mti_responses_and_repeats() {
+        assert_eq!(mti("0200").response(), Some(mti("0210")));
+        assert_eq!(mti("0221").response(), Some(mti("0230")));
+        assert_eq!(mti("0421").response(), Some(mti("0430")));
+        assert_eq!(mti("0800").response(), Some(mti("0810")));
+        assert_eq!(mti("0210").response(), None);
+        assert!(mti("0221").is_repeat());
+        assert!(!mti("0220").is_repeat());
+        assert_eq!(mti("0401").original(), mti("0400"));
+        assert_eq!((mti("0420").class(), mti("0420").function()), (4, 2));
+        assert!("02x0".parse::<Mti>().is_err());
+        assert!(Mti::new(b"020").is_none());
+    }
+
+    #[test]
+    fn field_set_orders_like_the_wire() {
+        let set = FieldSet::from_numbers(&[128, 2, 65, 64, 1, 192, 129]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [1, 2, 64, 65, 128, 129, 192]
+        );
+        assert_eq!(set.words()[0], (1u64 << 63) | (1 << 62) | 1);
+        assert_eq!(set.rank(2), 1);
+        assert_eq!(set.rank(65), 3);
+        assert_eq!(set.rank(129), 5);
+        assert_eq!(set.len(), 7);
+        assert!(!set.contains(0) && !set.contains(193));
+    }
+
+    #[test]
+    fn set_get_remove_keep_fields_in_order() {
+        let mut m = Message::new(mti("0200"));
+        m.set(11, "000001");
+        m.set(3, "280000");
+        m.set(102, "5551234");
+        m.set(4, "000000001000");
+        m.set(11, "000002");
+        assert_eq!(m.text(11), Some("000002"));
+        assert_eq!(
+            m.fields().map(|(n, _)| n).collect::<Vec<_>>(),
+            [3, 4, 11, 102]
+        );
+        assert_eq!(m.remove(4).as_deref(), Some(&b"000000001000"[..]));
+        assert_eq!(m.get(4), None);
+        assert_eq!(m.text(102), Some("5551234"));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside 2-192")]
+    fn field_one_is_the_bitmap() {
+        Message::new(mti("0800")).set(1, "x");
+    }
+}

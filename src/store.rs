@@ -1,0 +1,372 @@
+//! The indexes over the journal, in sled (the only module that imports it): transactions
+//! by key, confirmation numbers, accounts, locations, per-account daily usage, the outbox
+//! of credits per engine, and the last journal position applied. sled is not the
+//! durability barrier (its flush does not reach stable storage); the journal is. Every
+//! change here comes from a journal record, applied in one atomic batch together with
+//! the record's position, so replaying the journal after a crash applies each record
+//! exactly once and the indexes can always be rebuilt from the journal.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::record::{Credit, Decision, Record};
+use crate::switch::accounts::{Account, Location};
+use crate::switch::codes::ResponseCode;
+use crate::switch::key::TransactionKey;
+use crate::switch::validate::Usage;
+
+const APPLIED: &[u8] = b"m/applied";
+const COUNTER: &[u8] = b"m/counter";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (a running `replenish serve`) holds the data directory.
+    #[error("{path}: in use by another replenish process")]
+    InUse {
+        /// The index directory.
+        path: String,
+    },
+    /// sled failed.
+    #[error("index: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not parse: the index is damaged (rebuild it from the journal).
+    #[error("index entry {key}: {reason}")]
+    Damaged {
+        /// The entry.
+        key: String,
+        /// The parse error.
+        reason: String,
+    },
+}
+
+/// What the index keeps of a decided transaction: enough to answer a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionEntry {
+    /// The journal record that decided it.
+    pub seq: u64,
+    /// Content fingerprint of the original.
+    pub fingerprint: String,
+    /// DE39 answered.
+    pub code: ResponseCode,
+    /// DE62 of an approval.
+    pub confirmation: Option<String>,
+}
+
+impl TransactionEntry {
+    /// The entry a decision makes.
+    pub fn of(seq: u64, decision: &Decision) -> TransactionEntry {
+        TransactionEntry {
+            seq,
+            fingerprint: decision.fingerprint.clone(),
+            code: decision.code,
+            confirmation: decision.approval.as_ref().map(|a| a.confirmation.clone()),
+        }
+    }
+}
+
+/// The sled indexes of one data directory.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating) the indexes in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::InUse {
+                path: dir.display().to_string(),
+            },
+            sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::InUse {
+                path: dir.display().to_string(),
+            },
+            other => StoreError::Sled(other),
+        })?;
+        Ok(Store { db })
+    }
+
+    /// The account with card number `number`.
+    pub fn account(&self, number: &str) -> Result<Option<Account>, StoreError> {
+        self.get_json(&key("a/", number))
+    }
+
+    /// The location with id `id`.
+    pub fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
+        self.get_json(&key("l/", id))
+    }
+
+    /// The decided transaction with key `transaction`.
+    pub fn transaction(&self, transaction: &TransactionKey) -> Result<Option<TransactionEntry>, StoreError> {
+        self.get_json(&key("t/", &transaction.0))
+    }
+
+    /// The key of the transaction approved with `confirmation`.
+    pub fn by_confirmation(&self, confirmation: &str) -> Result<Option<TransactionKey>, StoreError> {
+        self.get_json(&key("c/", confirmation))
+    }
+
+    /// An account's approved usage on `day` (`YYYY-MM-DD`).
+    pub fn usage(&self, account: &str, day: &str) -> Result<Usage, StoreError> {
+        Ok(self.get_json(&usage_key(account, day))?.unwrap_or_default())
+    }
+
+    /// Credits waiting for `engine`'s acknowledgement, oldest confirmation first.
+    pub fn outbox(&self, engine: &str) -> Result<Vec<Credit>, StoreError> {
+        let prefix = key("o/", &format!("{engine}/"));
+        self.db
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (k, v) = entry?;
+                parse(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The last journal sequence number applied (0 for none).
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        self.get_u64(APPLIED)
+    }
+
+    /// The highest confirmation counter applied (0 for none).
+    pub fn last_counter(&self) -> Result<u64, StoreError> {
+        self.get_u64(COUNTER)
+    }
+
+    /// Applies journal records in one atomic batch; records at or below the applied
+    /// position are skipped, so applying twice has no second effect.
+    pub fn apply(&self, records: &[(u64, Record)]) -> Result<(), StoreError> {
+        let applied = self.applied_seq()?;
+        let fresh: Vec<&(u64, Record)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
+        let Some((last, _)) = fresh.last() else {
+            return Ok(());
+        };
+        let mut batch = BatchBuilder::new(self);
+        for (seq, record) in &fresh {
+            batch.add(*seq, record)?;
+        }
+        let mut sled_batch = batch.finish()?;
+        sled_batch.insert(APPLIED, &last.to_be_bytes());
+        self.db.apply_batch(sled_batch)?;
+        Ok(())
+    }
+
+    /// Asks sled to write its caches out (not a durability barrier).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(k)? {
+            Some(v) => parse(k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_u64(&self, k: &[u8]) -> Result<u64, StoreError> {
+        match self.db.get(k)? {
+            None => Ok(0),
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Damaged {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: "not 8 bytes".into(),
+                })?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+        }
+    }
+}
+
+/// Collects the writes of several records, reading earlier state once, so that usage
+/// counters add up within a batch.
+struct BatchBuilder<'a> {
+    store: &'a Store,
+    writes: HashMap<Vec<u8>, Vec<u8>>,
+    usage: HashMap<Vec<u8>, Usage>,
+    counter: Option<u64>,
+}
+
+impl<'a> BatchBuilder<'a> {
+    fn new(store: &'a Store) -> BatchBuilder<'a> {
+        BatchBuilder {
+            store,
+            writes: HashMap::new(),
+            usage: HashMap::new(),
+            counter: None,
+        }
+    }
+
+    fn add(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
+        match record {
+            Record::Decided(decision) => self.decided(seq, decision),
+            Record::Rejected(_) => Ok(()),
+            Record::AccountsImported { accounts } => {
+                for account in accounts {
+                    self.put("a/", &account.number, account);
+                }
+                Ok(())
+            }
+            Record::LocationsImported { locations } => {
+                for location in locations {
+                    self.put("l/", &location.id, location);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn decided(&mut self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
+        self.put("t/", &decision.key.0, &TransactionEntry::of(seq, decision));
+        let Some(approval) = &decision.approval else {
+            return Ok(());
+        };
+        self.put("c/", &approval.confirmation, &decision.key);
+        self.counter = Some(self.counter.unwrap_or(0).max(approval.counter));
+        if let Some(credit) = &decision.credit {
+            let slot = format!("{}/{}", credit.engine, credit.confirmation);
+            self.put("o/", &slot, credit);
+            if let Some(account) = &decision.account {
+                self.add_usage(account, &decision.day, credit.amount)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_usage(&mut self, account: &str, day: &str, amount: u64) -> Result<(), StoreError> {
+        let k = usage_key(account, day);
+        let current = match self.usage.get(&k) {
+            Some(u) => *u,
+            None => self.store.usage(account, day)?,
+        };
+        let next = Usage {
+            count: current.count + 1,
+            amount: current.amount + amount,
+        };
+        self.usage.insert(k, next);
+        Ok(())
+    }
+
+    fn put(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        self.writes.insert(key(prefix, id), bytes);
+    }
+
+    fn finish(self) -> Result<sled::Batch, StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.writes {
+            batch.insert(k, v);
+        }
+        for (k, usage) in self.usage {
+            batch.insert(k, serde_json::to_vec(&usage).unwrap_or_default());
+        }
+        if let Some(counter) = self.counter {
+            let previous = self.store.last_counter()?;
+            batch.insert(COUNTER, &counter.max(previous).to_be_bytes());
+        }
+        Ok(batch)
+    }
+}
+
+fn key(prefix: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + id.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn usage_key(account: &str, day: &str) -> Vec<u8> {
+    key("u/", &format!("{account}/{day}"))
+}
+
+fn parse<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Damaged {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Approval, Summary};
+    use crate::switch::accounts::AccountStatus;
+
+    fn decision(key: &str, counter: u64, amount: u64) -> Decision {
+        let confirmation = format!("{counter:012}");
+        Decision {
+            key: TransactionKey(key.into()),
+            fingerprint: "f".into(),
+            mti: "0200".into(),
+            at_ms: 0,
+            day: "2026-11-23".into(),
+            code: ResponseCode::Approved,
+            decline: None,
+            summary: Summary::default(),
+            account: Some("4761739001010010".into()),
+            approval: Some(Approval { counter, confirmation: confirmation.clone() }),
+            credit: Some(Credit {
+                engine: "prepaid".into(),
+                min: "2065550100".into(),
+                amount,
+                currency: "840".into(),
+                confirmation,
+                processing_code: "280000".into(),
+                rrn: "1".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn applying_twice_counts_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = vec![
+            (1, Record::Decided(decision("k1", 1, 2500))),
+            (2, Record::Decided(decision("k2", 2, 1000))),
+        ];
+        store.apply(&records).expect("apply");
+        store.apply(&records).expect("apply again");
+        store.apply(&records[1..]).expect("apply a suffix");
+        let usage = store.usage("4761739001010010", "2026-11-23").expect("usage");
+        assert_eq!(usage, Usage { count: 2, amount: 3500 });
+        assert_eq!(store.applied_seq().expect("seq"), 2);
+        assert_eq!(store.last_counter().expect("counter"), 2);
+        assert_eq!(store.outbox("prepaid").expect("outbox").len(), 2);
+        let entry = store.transaction(&TransactionKey("k2".into())).expect("get").expect("present");
+        assert_eq!((entry.seq, entry.confirmation.as_deref()), (2, Some("000000000002")));
+        assert_eq!(
+            store.by_confirmation("000000000001").expect("get"),
+            Some(TransactionKey("k1".into()))
+        );
+    }
+
+    #[test]
+    fn imports_replace_rows_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let account = |status| Account {
+            number: "4761739001010010".into(),
+            min: "2065550100".into(),
+            carrier: "a".into(),
+            status,
+            expiry: None,
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .apply(&[(1, Record::AccountsImported { accounts: vec![account(AccountStatus::Issued)] })])
+                .expect("apply");
+            store
+                .apply(&[(2, Record::AccountsImported { accounts: vec![account(AccountStatus::Active)] })])
+                .expect("apply");
+            store.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let got = store.account("4761739001010010").expect("get").expect("present");
+        assert_eq!(got.status, AccountStatus::Active);
+    }
+}

@@ -1,0 +1,14 @@
+//! The business rules of replenishment, with no sockets: what a message is
+//! ([`classify`]), which transaction it belongs to ([`key`]), whether it may be approved
+//! ([`validate`]), the confirmation numbers of approvals ([`confirmation`]) and the
+//! responses ([`respond`]).
+
+pub mod accounts;
+pub mod classify;
+pub mod codes;
+pub mod confirmation;
+pub mod key;
+pub mod respond;
+pub mod validate;
+
+pub use codes::{Decline, ResponseCode};
