@@ -5,9 +5,18 @@
 //! messages.
 #![forbid(unsafe_code)]
 
+pub mod acquirer;
+pub mod config;
+pub mod exceptions;
 pub mod framing;
+pub mod indexer;
 pub mod inspect;
 pub mod iso8583;
+pub mod journal;
+pub mod load;
+pub mod logging;
 pub mod record;
+pub mod server;
 pub mod store;
 pub mod switch;
+pub mod tls;

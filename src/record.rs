@@ -16,10 +16,10 @@ use crate::switch::key::TransactionKey;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     /// A transaction decided: approved or declined, keyed for repeats.
-    Decided(Decision),
+    Decided(Box<Decision>),
     /// A message answered without a keyed decision (format error, key reused with
     /// other content, unsupported message): audit and exception log only.
-    Rejected(Rejection),
+    Rejected(Box<Rejection>),
     /// Accounts added or replaced by an import.
     AccountsImported {
         /// The rows.

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::record::{Credit, Decision, Record};
 use crate::switch::accounts::{Account, Location};
@@ -79,9 +79,11 @@ impl Store {
     /// Opens (creating) the indexes in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::InUse {
-                path: dir.display().to_string(),
-            },
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::InUse {
+                    path: dir.display().to_string(),
+                }
+            }
             sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::InUse {
                 path: dir.display().to_string(),
             },
@@ -101,12 +103,18 @@ impl Store {
     }
 
     /// The decided transaction with key `transaction`.
-    pub fn transaction(&self, transaction: &TransactionKey) -> Result<Option<TransactionEntry>, StoreError> {
+    pub fn transaction(
+        &self,
+        transaction: &TransactionKey,
+    ) -> Result<Option<TransactionEntry>, StoreError> {
         self.get_json(&key("t/", &transaction.0))
     }
 
     /// The key of the transaction approved with `confirmation`.
-    pub fn by_confirmation(&self, confirmation: &str) -> Result<Option<TransactionKey>, StoreError> {
+    pub fn by_confirmation(
+        &self,
+        confirmation: &str,
+    ) -> Result<Option<TransactionKey>, StoreError> {
         self.get_json(&key("c/", confirmation))
     }
 
@@ -308,7 +316,10 @@ mod tests {
             decline: None,
             summary: Summary::default(),
             account: Some("4761739001010010".into()),
-            approval: Some(Approval { counter, confirmation: confirmation.clone() }),
+            approval: Some(Approval {
+                counter,
+                confirmation: confirmation.clone(),
+            }),
             credit: Some(Credit {
                 engine: "prepaid".into(),
                 min: "2065550100".into(),
@@ -326,19 +337,33 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let records = vec![
-            (1, Record::Decided(decision("k1", 1, 2500))),
-            (2, Record::Decided(decision("k2", 2, 1000))),
+            (1, Record::Decided(Box::new(decision("k1", 1, 2500)))),
+            (2, Record::Decided(Box::new(decision("k2", 2, 1000)))),
         ];
         store.apply(&records).expect("apply");
         store.apply(&records).expect("apply again");
         store.apply(&records[1..]).expect("apply a suffix");
-        let usage = store.usage("4761739001010010", "2026-11-23").expect("usage");
-        assert_eq!(usage, Usage { count: 2, amount: 3500 });
+        let usage = store
+            .usage("4761739001010010", "2026-11-23")
+            .expect("usage");
+        assert_eq!(
+            usage,
+            Usage {
+                count: 2,
+                amount: 3500
+            }
+        );
         assert_eq!(store.applied_seq().expect("seq"), 2);
         assert_eq!(store.last_counter().expect("counter"), 2);
         assert_eq!(store.outbox("prepaid").expect("outbox").len(), 2);
-        let entry = store.transaction(&TransactionKey("k2".into())).expect("get").expect("present");
-        assert_eq!((entry.seq, entry.confirmation.as_deref()), (2, Some("000000000002")));
+        let entry = store
+            .transaction(&TransactionKey("k2".into()))
+            .expect("get")
+            .expect("present");
+        assert_eq!(
+            (entry.seq, entry.confirmation.as_deref()),
+            (2, Some("000000000002"))
+        );
         assert_eq!(
             store.by_confirmation("000000000001").expect("get"),
             Some(TransactionKey("k1".into()))
@@ -358,15 +383,28 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store
-                .apply(&[(1, Record::AccountsImported { accounts: vec![account(AccountStatus::Issued)] })])
+                .apply(&[(
+                    1,
+                    Record::AccountsImported {
+                        accounts: vec![account(AccountStatus::Issued)],
+                    },
+                )])
                 .expect("apply");
             store
-                .apply(&[(2, Record::AccountsImported { accounts: vec![account(AccountStatus::Active)] })])
+                .apply(&[(
+                    2,
+                    Record::AccountsImported {
+                        accounts: vec![account(AccountStatus::Active)],
+                    },
+                )])
                 .expect("apply");
             store.flush().expect("flush");
         }
         let store = Store::open(dir.path()).expect("reopen");
-        let got = store.account("4761739001010010").expect("get").expect("present");
+        let got = store
+            .account("4761739001010010")
+            .expect("get")
+            .expect("present");
         assert_eq!(got.status, AccountStatus::Active);
     }
 }

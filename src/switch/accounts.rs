@@ -102,14 +102,24 @@ pub fn parse_accounts(input: impl Read) -> Result<Vec<Account>, Vec<RowError>> {
             "active" => AccountStatus::Active,
             "issued" => AccountStatus::Issued,
             "blocked" => AccountStatus::Blocked,
-            other => return Err(format!("status: {other:?} is not active, issued or blocked")),
+            other => {
+                return Err(format!(
+                    "status: {other:?} is not active, issued or blocked"
+                ));
+            }
         };
         let carrier = row.carrier.trim().to_owned();
         if carrier.is_empty() {
             return Err("carrier: empty".into());
         }
         let expiry = parse_month(row.expiry.trim())?;
-        Ok(Account { number, min, carrier, status, expiry })
+        Ok(Account {
+            number,
+            min,
+            carrier,
+            status,
+            expiry,
+        })
     })
 }
 
@@ -156,20 +166,24 @@ fn parse_rows<Row, T>(
 where
     Row: for<'de> Deserialize<'de>,
 {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for (index, record) in reader.deserialize::<Row>().enumerate() {
         let line = index as u64 + 2;
-        let converted = record
-            .map_err(|e| csv_reason(&e))
-            .and_then(&convert);
+        let converted = record.map_err(|e| csv_reason(&e)).and_then(&convert);
         match converted {
             Ok(row) => rows.push(row),
             Err(reason) => errors.push(RowError { line, reason }),
         }
     }
-    if errors.is_empty() { Ok(rows) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
 }
 
 fn csv_reason(error: &csv::Error) -> String {
@@ -202,7 +216,11 @@ mod tests {
                    4761739001010028,2065550101,carrier-a,sleeping,2030-13\n";
         let errors = parse_accounts(bad.as_bytes()).expect_err("two bad rows");
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4]);
-        assert!(errors[0].to_string().starts_with("line 3: account"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().starts_with("line 3: account"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -221,7 +239,8 @@ mod tests {
 
     #[test]
     fn locations_parse_and_refuse_bad_flags() {
-        let good = "location,name,retailer,authorized\nLOC000000001234,Corner Store 12,Corner,true\n";
+        let good =
+            "location,name,retailer,authorized\nLOC000000001234,Corner Store 12,Corner,true\n";
         assert!(parse_locations(good.as_bytes()).expect("valid")[0].authorized);
         let bad = "location,name,retailer,authorized\nLOC1,Shop,R,yes\nLOC2,Shop\n";
         let errors = parse_locations(bad.as_bytes()).expect_err("bad");

@@ -82,8 +82,14 @@ mod tests {
 
     #[test]
     fn mtis_map_to_kinds() {
-        assert_eq!(kind("0800", Some("301")), Kind::NetworkManagement(NetworkAction::Echo));
-        assert_eq!(kind("0800", Some("001")), Kind::NetworkManagement(NetworkAction::SignOn));
+        assert_eq!(
+            kind("0800", Some("301")),
+            Kind::NetworkManagement(NetworkAction::Echo)
+        );
+        assert_eq!(
+            kind("0800", Some("001")),
+            Kind::NetworkManagement(NetworkAction::SignOn)
+        );
         assert_eq!(kind("0200", None), Kind::Financial);
         assert_eq!(kind("0221", None), Kind::FinancialAdvice);
         assert_eq!(kind("0121", None), Kind::AuthorizationAdvice);

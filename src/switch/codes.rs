@@ -3,8 +3,10 @@
 
 use std::fmt;
 
-/// DE39 values the switch answers with (specs/PROFILE.md).
+/// DE39 values the switch answers with (specs/PROFILE.md). Serialized as the two
+/// characters of DE39.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum ResponseCode {
     /// `00` approved.
     Approved,
@@ -55,6 +57,43 @@ impl ResponseCode {
             ResponseCode::Duplicate => "94",
             ResponseCode::Malfunction => "96",
         }
+    }
+}
+
+impl ResponseCode {
+    /// Every code, for parsing.
+    const ALL: [ResponseCode; 14] = [
+        ResponseCode::Approved,
+        ResponseCode::InvalidTransaction,
+        ResponseCode::InvalidAmount,
+        ResponseCode::InvalidAccount,
+        ResponseCode::NoOriginal,
+        ResponseCode::FormatError,
+        ResponseCode::Expired,
+        ResponseCode::NotPermitted,
+        ResponseCode::LocationNotAuthorized,
+        ResponseCode::OverAmountLimit,
+        ResponseCode::OverFrequencyLimit,
+        ResponseCode::Unavailable,
+        ResponseCode::Duplicate,
+        ResponseCode::Malfunction,
+    ];
+}
+
+impl From<ResponseCode> for String {
+    fn from(code: ResponseCode) -> String {
+        code.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for ResponseCode {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<ResponseCode, String> {
+        ResponseCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
+            .ok_or_else(|| format!("unknown response code {text:?}"))
     }
 }
 
@@ -126,7 +165,9 @@ impl Decline {
     pub fn is_suspect(&self) -> bool {
         matches!(
             self,
-            Decline::DailyCountExceeded | Decline::DailyAmountExceeded | Decline::LocationNotAuthorized
+            Decline::DailyCountExceeded
+                | Decline::DailyAmountExceeded
+                | Decline::LocationNotAuthorized
         )
     }
 }

@@ -129,11 +129,11 @@ mod tests {
         let distinct: HashSet<&String> = issued.iter().collect();
         assert_eq!(distinct.len(), issued.len());
         // Not sequential: neighbours differ in more than the last digits.
-        let close = issued
-            .windows(2)
-            .filter(|w| w[0][..6] == w[1][..6])
-            .count();
-        assert!(close < 50, "{close} neighbouring pairs share their first 6 digits");
+        let close = issued.windows(2).filter(|w| w[0][..6] == w[1][..6]).count();
+        assert!(
+            close < 50,
+            "{close} neighbouring pairs share their first 6 digits"
+        );
     }
 
     #[test]
@@ -149,7 +149,9 @@ mod tests {
         // The Feistel network is invertible by construction; spot-check that cycle
         // walking never maps two counters to one number over a dense window.
         let numbers = ConfirmationNumbers::new(b"bijection check key 0123");
-        let bodies: HashSet<u64> = (SPACE - 20_000..SPACE).map(|c| numbers.permute(c)).collect();
+        let bodies: HashSet<u64> = (SPACE - 20_000..SPACE)
+            .map(|c| numbers.permute(c))
+            .collect();
         assert_eq!(bodies.len(), 20_000);
         assert!(bodies.iter().all(|&b| b < SPACE));
     }

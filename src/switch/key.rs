@@ -9,7 +9,9 @@ use ring::digest;
 use crate::iso8583::Message;
 
 /// Acquirer id + DE41 + DE11 + DE7 + message class, `|`-separated.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TransactionKey(pub String);
 
 impl TransactionKey {
@@ -23,7 +25,12 @@ impl TransactionKey {
     pub fn with_class(message: &Message, link_acquirer_id: &str, class: u8) -> TransactionKey {
         let field = |n| message.text(n).unwrap_or("").trim();
         let acquirer = message.text(32).map_or(link_acquirer_id, str::trim);
-        TransactionKey(format!("{acquirer}|{}|{}|{}|{class}", field(41), field(11), field(7)))
+        TransactionKey(format!(
+            "{acquirer}|{}|{}|{}|{class}",
+            field(41),
+            field(11),
+            field(7)
+        ))
     }
 
     /// The key as bytes, for index lookups.
@@ -59,7 +66,13 @@ mod tests {
 
     fn request(mti: &str) -> Message {
         let mut m = Message::new(Mti::new(mti.as_bytes()).expect("mti"));
-        for (n, v) in [(2, "4761739001010010"), (4, "000000002500"), (7, "1123095500"), (11, "000417"), (41, "TERM0001")] {
+        for (n, v) in [
+            (2, "4761739001010010"),
+            (4, "000000002500"),
+            (7, "1123095500"),
+            (11, "000417"),
+            (41, "TERM0001"),
+        ] {
             m.set(n, v);
         }
         m
@@ -68,9 +81,15 @@ mod tests {
     #[test]
     fn repeats_share_their_originals_key_and_fingerprint() {
         let (original, repeat) = (request("0220"), request("0221"));
-        assert_eq!(TransactionKey::of(&original, "77"), TransactionKey::of(&repeat, "77"));
+        assert_eq!(
+            TransactionKey::of(&original, "77"),
+            TransactionKey::of(&repeat, "77")
+        );
         assert_eq!(fingerprint(&original), fingerprint(&repeat));
-        assert_eq!(TransactionKey::of(&original, "77").0, "77|TERM0001|000417|1123095500|2");
+        assert_eq!(
+            TransactionKey::of(&original, "77").0,
+            "77|TERM0001|000417|1123095500|2"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod classify;
 pub mod codes;
 pub mod confirmation;
+pub mod decide;
 pub mod key;
 pub mod respond;
 pub mod validate;

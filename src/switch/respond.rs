@@ -14,9 +14,17 @@ const ECHOED_NETWORK: [u8; 3] = [7, 11, 70];
 
 /// The response to `request` with `code`; `confirmation` on approvals. `None` when the
 /// request is itself a response.
-pub fn response(request: &Message, code: ResponseCode, confirmation: Option<&str>) -> Option<Message> {
+pub fn response(
+    request: &Message,
+    code: ResponseCode,
+    confirmation: Option<&str>,
+) -> Option<Message> {
     let mti = request.mti().response()?;
-    let echoed: &[u8] = if mti.class() == 8 { &ECHOED_NETWORK } else { &ECHOED };
+    let echoed: &[u8] = if mti.class() == 8 {
+        &ECHOED_NETWORK
+    } else {
+        &ECHOED
+    };
     let mut answer = Message::with_capacity(mti, echoed.len() + 3, request.masking());
     for &number in echoed {
         if let Some(value) = request.get(number) {
@@ -44,30 +52,47 @@ mod tests {
     #[test]
     fn approvals_echo_and_add_38_39_62() {
         let mut request = Message::new(Mti::new(b"0200").expect("mti"));
-        for (n, v) in [(2, "4761739001010010"), (4, "000000002500"), (11, "000417"), (35, "secret=track"), (52, "PINBLOCK")] {
+        for (n, v) in [
+            (2, "4761739001010010"),
+            (4, "000000002500"),
+            (11, "000417"),
+            (35, "secret=track"),
+            (52, "PINBLOCK"),
+        ] {
             request.set(n, v);
         }
-        let answer = response(&request, ResponseCode::Approved, Some("123456789012")).expect("answer");
+        let answer =
+            response(&request, ResponseCode::Approved, Some("123456789012")).expect("answer");
         assert_eq!(answer.mti().as_str(), "0210");
         assert_eq!(answer.text(39), Some("00"));
         assert_eq!(answer.text(38), Some("789012"));
         assert_eq!(answer.text(62), Some("123456789012"));
         assert_eq!(answer.text(11), Some("000417"));
-        assert!(answer.get(35).is_none() && answer.get(52).is_none(), "secrets are never echoed");
+        assert!(
+            answer.get(35).is_none() && answer.get(52).is_none(),
+            "secrets are never echoed"
+        );
     }
 
     #[test]
     fn declines_carry_no_confirmation_and_echo_answers_network_fields() {
         let mut request = Message::new(Mti::new(b"0221").expect("mti"));
         request.set(11, "000001");
-        let answer = response(&request, ResponseCode::InvalidAccount, Some("123456789012")).expect("answer");
-        assert_eq!((answer.mti().as_str(), answer.text(39), answer.get(62)), ("0230", Some("14"), None));
+        let answer =
+            response(&request, ResponseCode::InvalidAccount, Some("123456789012")).expect("answer");
+        assert_eq!(
+            (answer.mti().as_str(), answer.text(39), answer.get(62)),
+            ("0230", Some("14"), None)
+        );
 
         let mut echo = Message::new(Mti::new(b"0800").expect("mti"));
         echo.set(70, "301");
         echo.set(11, "000009");
         let answer = response(&echo, ResponseCode::Approved, None).expect("answer");
-        assert_eq!((answer.text(70), answer.text(39)), (Some("301"), Some("00")));
+        assert_eq!(
+            (answer.text(70), answer.text(39)),
+            (Some("301"), Some("00"))
+        );
         assert!(response(&answer, ResponseCode::Approved, None).is_none());
     }
 }

@@ -26,7 +26,8 @@ pub struct Rules {
     pub currencies: Vec<String>,
     /// Accepted first two digits of DE3.
     pub processing_codes: Vec<String>,
-    /// Accepted account number ranges, inclusive, equal-length digit strings.
+    /// Accepted account number ranges, inclusive, equal-length digit strings; empty
+    /// accepts every account.
     pub account_ranges: Vec<(String, String)>,
     /// Whether the location is DE42/DE41 rather than DE42 alone.
     pub check_terminal: bool,
@@ -75,7 +76,11 @@ pub fn read_request(message: &Message, rules: &Rules) -> Result<Replenishment, D
     if !rules.currencies.iter().any(|c| c == currency) {
         return Err(Decline::UnsupportedCurrency);
     }
-    let account = if channel == Channel::AtmTransfer { text(103) } else { text(2) };
+    let account = if channel == Channel::AtmTransfer {
+        text(103)
+    } else {
+        text(2)
+    };
     if !luhn_valid(account.as_bytes()) {
         return Err(Decline::BadCheckDigit);
     }
@@ -116,9 +121,10 @@ fn amount(text: &str, rules: &Rules) -> Result<u64, Decline> {
 }
 
 fn in_ranges(account: &str, ranges: &[(String, String)]) -> bool {
-    ranges.iter().any(|(from, to)| {
-        account.len() == from.len() && from.as_str() <= account && account <= to.as_str()
-    })
+    ranges.is_empty()
+        || ranges.iter().any(|(from, to)| {
+            account.len() == from.len() && from.as_str() <= account && account <= to.as_str()
+        })
 }
 
 /// Approved count and amount of one account on one day.
@@ -194,7 +200,14 @@ mod tests {
 
     fn request(changes: &[(u8, &str)]) -> Message {
         let mut m = Message::new(Mti::new(b"0200").expect("mti"));
-        let base = [(2, "4761739001010010"), (3, "280000"), (4, "000000002500"), (41, "TERM0001"), (42, "LOC000000001234"), (49, "840")];
+        let base = [
+            (2, "4761739001010010"),
+            (3, "280000"),
+            (4, "000000002500"),
+            (41, "TERM0001"),
+            (42, "LOC000000001234"),
+            (49, "840"),
+        ];
         for (n, v) in base.iter().chain(changes) {
             m.set(*n, v.to_string());
         }
@@ -213,50 +226,133 @@ mod tests {
             (&[(2, "4111111111111111")], Decline::OutOfRange),
         ];
         for (changes, expected) in cases {
-            assert_eq!(read_request(&request(changes), &rules()), Err(expected.clone()), "{changes:?}");
+            assert_eq!(
+                read_request(&request(changes), &rules()),
+                Err(expected.clone()),
+                "{changes:?}"
+            );
         }
         let ok = read_request(&request(&[]), &rules()).expect("valid");
-        assert_eq!((ok.amount, ok.channel, ok.location.as_str()), (2500, Channel::PosLoad, "LOC000000001234"));
+        assert_eq!(
+            (ok.amount, ok.channel, ok.location.as_str()),
+            (2500, Channel::PosLoad, "LOC000000001234")
+        );
     }
 
     #[test]
     fn atm_transfers_credit_de103_not_the_debit_card() {
-        let m = request(&[(3, "401000"), (2, "5413330089010012"), (103, "4761739001010010")]);
+        let m = request(&[
+            (3, "401000"),
+            (2, "5413330089010012"),
+            (103, "4761739001010010"),
+        ]);
         let r = read_request(&m, &rules()).expect("valid");
-        assert_eq!((r.channel, r.account.as_str()), (Channel::AtmTransfer, "4761739001010010"));
+        assert_eq!(
+            (r.channel, r.account.as_str()),
+            (Channel::AtmTransfer, "4761739001010010")
+        );
     }
 
     fn account(status: AccountStatus, min: &str, expiry: Option<(i32, u32)>) -> Account {
-        Account { number: "4761739001010010".into(), min: min.into(), carrier: "a".into(), status, expiry }
+        Account {
+            number: "4761739001010010".into(),
+            min: min.into(),
+            carrier: "a".into(),
+            status,
+            expiry,
+        }
     }
 
     #[test]
     fn facts_checks_map_to_their_declines() {
         let r = read_request(&request(&[]), &rules()).expect("valid");
         let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
-        let here = Location { id: "LOC000000001234".into(), name: "n".into(), retailer: "r".into(), authorized: true };
-        let banned = Location { authorized: false, ..here.clone() };
+        let here = Location {
+            id: "LOC000000001234".into(),
+            name: "n".into(),
+            retailer: "r".into(),
+            authorized: true,
+        };
+        let banned = Location {
+            authorized: false,
+            ..here.clone()
+        };
         let active = account(AccountStatus::Active, "2065550100", Some((2030, 1)));
-        let facts = |account, location, usage, routed| Facts { account, location, usage, today, routed };
-        let (issued, blocked) = (account(AccountStatus::Issued, "1", None), account(AccountStatus::Blocked, "1", None));
-        let (old, no_min) = (account(AccountStatus::Active, "1", Some((2026, 10))), account(AccountStatus::Active, "", None));
-        let full = Usage { count: 3, amount: 0 };
-        let rich = Usage { count: 1, amount: 58_000 };
+        let facts = |account, location, usage, routed| Facts {
+            account,
+            location,
+            usage,
+            today,
+            routed,
+        };
+        let (issued, blocked) = (
+            account(AccountStatus::Issued, "1", None),
+            account(AccountStatus::Blocked, "1", None),
+        );
+        let (old, no_min) = (
+            account(AccountStatus::Active, "1", Some((2026, 10))),
+            account(AccountStatus::Active, "", None),
+        );
+        let full = Usage {
+            count: 3,
+            amount: 0,
+        };
+        let rich = Usage {
+            count: 1,
+            amount: 58_000,
+        };
         let cases = [
-            (facts(None, Some(&here), Usage::default(), true), Decline::UnknownAccount),
-            (facts(Some(&issued), Some(&here), Usage::default(), true), Decline::NotActivated),
-            (facts(Some(&blocked), Some(&here), Usage::default(), true), Decline::Blocked),
-            (facts(Some(&old), Some(&here), Usage::default(), true), Decline::Expired),
-            (facts(Some(&no_min), Some(&here), Usage::default(), true), Decline::NoMin),
-            (facts(Some(&active), Some(&banned), Usage::default(), true), Decline::LocationNotAuthorized),
-            (facts(Some(&active), None, Usage::default(), true), Decline::LocationNotAuthorized),
-            (facts(Some(&active), Some(&here), full, true), Decline::DailyCountExceeded),
-            (facts(Some(&active), Some(&here), rich, true), Decline::DailyAmountExceeded),
-            (facts(Some(&active), Some(&here), Usage::default(), false), Decline::NoEngine),
+            (
+                facts(None, Some(&here), Usage::default(), true),
+                Decline::UnknownAccount,
+            ),
+            (
+                facts(Some(&issued), Some(&here), Usage::default(), true),
+                Decline::NotActivated,
+            ),
+            (
+                facts(Some(&blocked), Some(&here), Usage::default(), true),
+                Decline::Blocked,
+            ),
+            (
+                facts(Some(&old), Some(&here), Usage::default(), true),
+                Decline::Expired,
+            ),
+            (
+                facts(Some(&no_min), Some(&here), Usage::default(), true),
+                Decline::NoMin,
+            ),
+            (
+                facts(Some(&active), Some(&banned), Usage::default(), true),
+                Decline::LocationNotAuthorized,
+            ),
+            (
+                facts(Some(&active), None, Usage::default(), true),
+                Decline::LocationNotAuthorized,
+            ),
+            (
+                facts(Some(&active), Some(&here), full, true),
+                Decline::DailyCountExceeded,
+            ),
+            (
+                facts(Some(&active), Some(&here), rich, true),
+                Decline::DailyAmountExceeded,
+            ),
+            (
+                facts(Some(&active), Some(&here), Usage::default(), false),
+                Decline::NoEngine,
+            ),
         ];
         for (facts, expected) in cases {
             assert_eq!(check(&r, &facts, &rules()), Err(expected));
         }
-        assert_eq!(check(&r, &facts(Some(&active), Some(&here), Usage::default(), true), &rules()), Ok(()));
+        assert_eq!(
+            check(
+                &r,
+                &facts(Some(&active), Some(&here), Usage::default(), true),
+                &rules()
+            ),
+            Ok(())
+        );
     }
 }

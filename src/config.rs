@@ -1,0 +1,670 @@
+//! The TOML configuration of `replenish serve`: acquirer listeners, prepaid engines,
+//! limits, log files and the switch's own settings. Every key has a default written
+//! next to its field, unknown keys are refused, and [`Config::validate`] checks what a
+//! type cannot (unique names and ports, resolvable specs, readable TLS files, sane
+//! limits) so that `replenish check-config FILE` finds every mistake before a start.
+//! Without a file the switch runs [`Config::embedded_default`], the text of
+//! `fixtures/configs/default.toml`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::framing::LengthHeader;
+use crate::iso8583::Spec;
+
+/// The text of the embedded default config.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../fixtures/configs/default.toml");
+
+/// A config that could not be read or is not valid; names the file, the line when the
+/// TOML parser knows it, and the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file (or `embedded default`).
+    pub origin: String,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Journal, indexes, exception logs and the confirmation key. Default `./data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Acquirer listeners (`[[acquirer]]`), at least one.
+    #[serde(default)]
+    pub acquirer: Vec<AcquirerConfig>,
+    /// Prepaid engines (`[[engine]]`), chosen by the account's carrier.
+    #[serde(default)]
+    pub engine: Vec<EngineConfig>,
+    /// Validation limits (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Log files and level (`[logs]`).
+    #[serde(default)]
+    pub logs: LogsConfig,
+    /// The metrics endpoint (`[metrics]`).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The switch's own behaviour (`[switch]`).
+    #[serde(default)]
+    pub switch: SwitchConfig,
+}
+
+/// One acquirer listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquirerConfig {
+    /// Name in logs and metrics; unique. Required.
+    pub name: String,
+    /// Address to listen on, e.g. `127.0.0.1:8583`. Required.
+    pub listen: SocketAddr,
+    /// Length prefix: `binary2` (default), `binary2le`, `ascii4`, `bcd2`.
+    #[serde(default)]
+    pub framing: LengthHeader,
+    /// Fixed header bytes (a TPDU) between the length prefix and the MTI. Default 0.
+    #[serde(default)]
+    pub header_len: usize,
+    /// Largest accepted frame in bytes. Default 8192.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+    /// Built-in spec name or path to a spec `.toml`. Default `iso87ascii`.
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    /// Acquirer id used in transaction keys when DE32 is absent. Default: the name.
+    #[serde(default)]
+    pub acquirer_id: String,
+    /// A connection with no traffic for this long is closed. Default `300s`.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Requests of one connection being decided at once. Default 256.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Mutual TLS; plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS of an acquirer listener: every client must present a certificate issued by
+/// `client_ca`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// The server's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// The CA (PEM) that issued the clients' certificates.
+    pub client_ca: PathBuf,
+}
+
+/// One prepaid engine, reached over redundant links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Name in logs, metrics and outbox entries; unique. Required.
+    pub name: String,
+    /// Carriers it serves; `*` serves every carrier no other engine names. Required.
+    pub carriers: Vec<String>,
+    /// One or two link addresses (primary first). Required.
+    pub links: Vec<SocketAddr>,
+    /// Length prefix. Default `binary2`.
+    #[serde(default)]
+    pub framing: LengthHeader,
+    /// Built-in spec name or path. Default `iso87ascii`.
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    /// Time to wait for an ack before retransmitting. Default `5s`.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Echo test interval on an idle link. Default `30s`.
+    #[serde(default = "default_echo", with = "humantime_serde")]
+    pub echo_interval: Duration,
+    /// Reconnect and retry backoff.
+    #[serde(default)]
+    pub retry_backoff: BackoffConfig,
+    /// TLS towards the engine; plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// First delay. Default `200ms`.
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    /// Largest delay. Default `30s`.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// Growth per attempt, at least 1.0. Default 2.0.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+            multiplier: default_multiplier(),
+        }
+    }
+}
+
+/// TLS of an engine link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// The CA (PEM) that issued the engine's certificate.
+    pub ca: PathBuf,
+    /// Our client certificate (PEM), when the engine asks for one.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name the engine's certificate must carry. Default `localhost`.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+/// Validation limits (the seed's step 303). Amounts are minor units of the currency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Smallest amount. Default 100.
+    #[serde(default = "default_min_amount")]
+    pub min_amount: u64,
+    /// Largest amount. Default 50000.
+    #[serde(default = "default_max_amount")]
+    pub max_amount: u64,
+    /// Approved replenishments per account per UTC day. Default 10.
+    #[serde(default = "default_daily_count")]
+    pub daily_count: u32,
+    /// Approved amount per account per UTC day. Default 100000.
+    #[serde(default = "default_daily_amount")]
+    pub daily_amount: u64,
+    /// Accepted DE49 currency codes. Default `["840"]`.
+    #[serde(default = "default_currencies")]
+    pub currencies: Vec<String>,
+    /// Accepted first two digits of DE3. Default `["28", "21", "40"]`.
+    #[serde(default = "default_processing_codes")]
+    pub processing_codes: Vec<String>,
+    /// Accepted account number ranges; empty (the default) accepts every account.
+    #[serde(default)]
+    pub account_ranges: Vec<AccountRange>,
+    /// Authorized locations are DE42 + DE41 rather than DE42 alone. Default false.
+    #[serde(default)]
+    pub check_terminal: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            min_amount: default_min_amount(),
+            max_amount: default_max_amount(),
+            daily_count: default_daily_count(),
+            daily_amount: default_daily_amount(),
+            currencies: default_currencies(),
+            processing_codes: default_processing_codes(),
+            account_ranges: Vec::new(),
+            check_terminal: false,
+        }
+    }
+}
+
+/// An inclusive range of account numbers of one length.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRange {
+    /// First account number.
+    pub from: String,
+    /// Last account number, same length as `from`.
+    pub to: String,
+}
+
+/// Log files and level.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Exception log (JSON lines). Default `<data_dir>/exceptions.jsonl`.
+    #[serde(default)]
+    pub exceptions: Option<PathBuf>,
+    /// Fraud log (JSON lines). Default `<data_dir>/fraud.jsonl`.
+    #[serde(default)]
+    pub fraud: Option<PathBuf>,
+    /// `error`, `warn`, `info` (default), `debug` or `trace`; `RUST_LOG` overrides.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint; none (the default) serves no metrics.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// What the switch does with a reversal whose original it never saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanReversal {
+    /// Answer `00` and change nothing (the default).
+    #[default]
+    Approve,
+    /// Answer `25`.
+    Decline,
+}
+
+/// The switch's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// Reversal without an original: `approve` (default) or `decline`.
+    #[serde(default)]
+    pub reversal_without_original: OrphanReversal,
+    /// On SIGTERM, time allowed to answer what is in flight. Default `10s`.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            reversal_without_original: OrphanReversal::Approve,
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_max_frame() -> usize {
+    crate::framing::DEFAULT_MAX_FRAME
+}
+fn default_spec() -> String {
+    "iso87ascii".into()
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_in_flight() -> usize {
+    256
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_echo() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_server_name() -> String {
+    "localhost".into()
+}
+fn default_min_amount() -> u64 {
+    100
+}
+fn default_max_amount() -> u64 {
+    50_000
+}
+fn default_daily_count() -> u32 {
+    10
+}
+fn default_daily_amount() -> u64 {
+    100_000
+}
+fn default_currencies() -> Vec<String> {
+    vec!["840".into()]
+}
+fn default_processing_codes() -> Vec<String> {
+    vec!["28".into(), "21".into(), "40".into()]
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        Config::from_toml(&text, &origin)
+    }
+
+    /// The config that runs when no file is given (DESIGN.md §7).
+    pub fn embedded_default() -> Config {
+        match Config::from_toml(EMBEDDED_DEFAULT, "embedded default") {
+            Ok(config) => config,
+            // The embedded text is tested; this only guards against a broken build.
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            origin: origin.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError {
+            origin: origin.to_owned(),
+            line: None,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: returns the first problem, naming its key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.acquirer.is_empty() {
+            return Err("at least one [[acquirer]] is required".into());
+        }
+        unique(
+            "acquirer name",
+            self.acquirer.iter().map(|a| a.name.as_str()),
+        )?;
+        unique(
+            "acquirer listen address",
+            self.acquirer.iter().map(|a| a.listen.to_string()),
+        )?;
+        for acquirer in &self.acquirer {
+            acquirer
+                .validate()
+                .map_err(|e| format!("acquirer {:?}: {e}", acquirer.name))?;
+        }
+        unique("engine name", self.engine.iter().map(|e| e.name.as_str()))?;
+        unique(
+            "carrier (each is served by one engine)",
+            self.engine.iter().flat_map(|e| e.carriers.iter()),
+        )?;
+        for engine in &self.engine {
+            engine
+                .validate()
+                .map_err(|e| format!("engine {:?}: {e}", engine.name))?;
+        }
+        self.limits.validate().map_err(|e| format!("limits.{e}"))?;
+        if let Some(level) = &self.logs.level {
+            level
+                .parse::<tracing::Level>()
+                .map_err(|_| format!("logs.level: {level:?} is not error/warn/info/debug/trace"))?;
+        }
+        Ok(())
+    }
+
+    /// The exception log file.
+    pub fn exceptions_log(&self) -> PathBuf {
+        (self.logs.exceptions.clone()).unwrap_or_else(|| self.data_dir.join("exceptions.jsonl"))
+    }
+
+    /// The fraud log file.
+    pub fn fraud_log(&self) -> PathBuf {
+        (self.logs.fraud.clone()).unwrap_or_else(|| self.data_dir.join("fraud.jsonl"))
+    }
+
+    /// The log level: the config's, else `info`.
+    pub fn log_level(&self) -> &str {
+        self.logs.level.as_deref().unwrap_or("info")
+    }
+}
+
+impl AcquirerConfig {
+    fn validate(&self) -> Result<(), String> {
+        non_empty("name", &self.name)?;
+        check_spec(&self.spec)?;
+        check_frame(self.framing, self.max_frame, self.header_len)?;
+        if self.idle_timeout.is_zero() {
+            return Err("idle_timeout must be more than 0".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("cert", &tls.cert),
+                ("key", &tls.key),
+                ("client_ca", &tls.client_ca),
+            ] {
+                readable(key, path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EngineConfig {
+    fn validate(&self) -> Result<(), String> {
+        non_empty("name", &self.name)?;
+        if self.carriers.is_empty() || self.carriers.iter().any(String::is_empty) {
+            return Err("carriers: name at least one carrier (or \"*\")".into());
+        }
+        if !(1..=2).contains(&self.links.len()) {
+            return Err(format!(
+                "links: one or two addresses, found {}",
+                self.links.len()
+            ));
+        }
+        check_spec(&self.spec)?;
+        if self.ack_timeout.is_zero() || self.echo_interval.is_zero() {
+            return Err("ack_timeout and echo_interval must be more than 0".into());
+        }
+        let backoff = &self.retry_backoff;
+        if backoff.initial.is_zero() || backoff.max < backoff.initial {
+            return Err("retry_backoff: need 0 < initial <= max".into());
+        }
+        if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+            return Err("retry_backoff.multiplier must be at least 1.0".into());
+        }
+        if let Some(tls) = &self.tls {
+            readable("tls.ca", &tls.ca)?;
+            match (&tls.cert, &tls.key) {
+                (Some(cert), Some(key)) => {
+                    readable("tls.cert", cert)?;
+                    readable("tls.key", key)?;
+                }
+                (None, None) => {}
+                _ => return Err("tls: cert and key go together".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.min_amount == 0 || self.min_amount > self.max_amount {
+            return Err("min_amount/max_amount: need 0 < min_amount <= max_amount".into());
+        }
+        if self.daily_amount < self.min_amount || self.daily_count == 0 {
+            return Err("daily_count/daily_amount: would refuse every transaction".into());
+        }
+        digits("currencies", &self.currencies, 3)?;
+        digits("processing_codes", &self.processing_codes, 2)?;
+        for range in &self.account_ranges {
+            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !numeric(&range.from)
+                || range.from.len() != range.to.len()
+                || !numeric(&range.to)
+                || range.from > range.to
+            {
+                return Err(format!(
+                    "account_ranges: {:?}..{:?} must be digits of equal length, from <= to",
+                    range.from, range.to
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn unique<T: AsRef<str>>(what: &str, items: impl Iterator<Item = T>) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for item in items {
+        if !seen.insert(item.as_ref().to_owned()) {
+            return Err(format!("{what} {:?} appears twice", item.as_ref()));
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("{key} must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_spec(spec: &str) -> Result<(), String> {
+    Spec::resolve(spec)
+        .map(drop)
+        .map_err(|e| format!("spec: {e}"))
+}
+
+fn check_frame(framing: LengthHeader, max_frame: usize, header_len: usize) -> Result<(), String> {
+    let ceiling = framing.max_len();
+    if max_frame == 0 || max_frame > ceiling {
+        return Err(format!(
+            "max_frame: {max_frame} is outside 1..={ceiling} for framing {}",
+            framing.name()
+        ));
+    }
+    if header_len + 4 > max_frame {
+        return Err(format!(
+            "header_len: {header_len} leaves no room in max_frame {max_frame}"
+        ));
+    }
+    Ok(())
+}
+
+fn readable(key: &str, path: &Path) -> Result<(), String> {
+    std::fs::metadata(path)
+        .map(drop)
+        .map_err(|e| format!("tls {key} {}: {e}", path.display()))
+}
+
+fn digits(key: &str, values: &[String], len: usize) -> Result<(), String> {
+    match values
+        .iter()
+        .find(|v| v.len() != len || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(bad) => Err(format!("{key}: {bad:?} is not {len} digits")),
+        None if values.is_empty() => Err(format!("{key}: name at least one")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_matches_the_design() {
+        let config = Config::embedded_default();
+        assert_eq!(config.acquirer.len(), 1);
+        let acquirer = &config.acquirer[0];
+        assert_eq!(acquirer.listen.to_string(), "127.0.0.1:8583");
+        assert_eq!(
+            (acquirer.framing, acquirer.spec.as_str()),
+            (LengthHeader::Binary2, "iso87ascii")
+        );
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        let engine = &config.engine[0];
+        assert_eq!(engine.carriers, vec!["*".to_owned()]);
+        assert_eq!(engine.links.len(), 2);
+        assert_eq!(engine.ack_timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.exceptions_log(),
+            PathBuf::from("./data/exceptions.jsonl")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let text =
+            "data_dir = \"x\"\n\n[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nport = 3\n";
+        let error = Config::from_toml(text, "bad.toml").expect_err("unknown key");
+        assert_eq!(error.line, Some(6), "{error}");
+        assert!(error.to_string().starts_with("bad.toml:6: "), "{error}");
+        assert!(error.message.contains("port"), "{error}");
+    }
+
+    #[test]
+    fn validation_names_the_key_at_fault() {
+        let base = "[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n";
+        let cases = [
+            ("", "at least one [[acquirer]]"),
+            (
+                "[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:2\"\n",
+                "acquirer name \"a\" appears twice",
+            ),
+            ("spec = \"iso99\"\n", "spec"),
+            ("max_frame = 70000\n", "max_frame"),
+            ("idle_timeout = \"0s\"\n", "idle_timeout"),
+            (
+                "[[engine]]\nname = \"e\"\ncarriers = [\"*\"]\nlinks = []\n",
+                "links: one or two",
+            ),
+            (
+                "[limits]\nmin_amount = 500\nmax_amount = 100\n",
+                "limits.min_amount",
+            ),
+            ("[limits]\ncurrencies = [\"US\"]\n", "limits.currencies"),
+            ("[logs]\nlevel = \"loud\"\n", "logs.level"),
+        ];
+        for (extra, expected) in cases {
+            let text = if extra.is_empty() {
+                String::new()
+            } else {
+                format!("{base}{extra}")
+            };
+            let error = Config::from_toml(&text, "c.toml").expect_err(expected);
+            assert!(error.message.contains(expected), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_fuller_sample_parses() {
+        let text = include_str!("../fixtures/configs/two-acquirers-mtls.toml");
+        let parsed: Config = toml::from_str(text).expect("parses");
+        assert_eq!(parsed.acquirer.len(), 2);
+        assert_eq!(parsed.acquirer[0].header_len, 5);
+        assert_eq!(
+            parsed.engine[0].retry_backoff.initial,
+            Duration::from_millis(200)
+        );
+        assert_eq!(parsed.switch.shutdown_grace, Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,109 @@
+//! Keeps the sled indexes and the exception logs up with the journal. On start,
+//! [`replay`] applies every record the index lacks; while serving, [`spawn`] runs one
+//! thread that applies each batch the journal reports durable, in order, and publishes
+//! the last position applied (the decider prunes its memory by it).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+
+use crate::exceptions::ExceptionLog;
+use crate::journal::{self, JournalError};
+use crate::record::Record;
+use crate::store::{Store, StoreError};
+
+/// Records applied per index batch during replay.
+const REPLAY_BATCH: usize = 1024;
+
+/// Why the index could not follow the journal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The journal could not be read.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The index failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A record in the journal is not a record this version knows.
+    #[error("journal record {seq}: {reason}")]
+    Record {
+        /// Its sequence number.
+        seq: u64,
+        /// The parse error.
+        reason: String,
+    },
+    /// The exception log could not be written.
+    #[error("exception log: {0}")]
+    Log(#[from] std::io::Error),
+}
+
+/// Applies the journal records after the index's position; returns how many.
+pub fn replay(
+    store: &Store,
+    journal_dir: &Path,
+    log: &mut ExceptionLog,
+) -> Result<u64, IndexError> {
+    let from = store.applied_seq()? + 1;
+    let mut batch = Vec::with_capacity(REPLAY_BATCH);
+    let mut count = 0;
+    for record in journal::read_from(journal_dir, from)? {
+        let record = record?;
+        batch.push((record.seq, parse(record.seq, &record.body)?));
+        if batch.len() == REPLAY_BATCH {
+            count += apply(store, log, &batch)?;
+            batch.clear();
+        }
+    }
+    count += apply(store, log, &batch)?;
+    log.flush()?;
+    Ok(count)
+}
+
+/// Starts the indexing thread over the journal's durable batches. It stops when the
+/// journal closes (the sender is dropped) or on the first error, which it returns.
+pub fn spawn(
+    store: Store,
+    mut log: ExceptionLog,
+    batches: Receiver<Vec<journal::Record>>,
+    applied: Arc<AtomicU64>,
+) -> std::io::Result<JoinHandle<Result<(), IndexError>>> {
+    std::thread::Builder::new()
+        .name("indexer".into())
+        .spawn(move || {
+            for batch in batches {
+                let records = batch
+                    .iter()
+                    .map(|r| parse(r.seq, &r.body).map(|record| (r.seq, record)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                apply(&store, &mut log, &records)?;
+                log.flush()?;
+                if let Some((last, _)) = records.last() {
+                    applied.store(*last, Ordering::Release);
+                }
+            }
+            store.flush()?;
+            Ok(())
+        })
+}
+
+fn apply(
+    store: &Store,
+    log: &mut ExceptionLog,
+    records: &[(u64, Record)],
+) -> Result<u64, IndexError> {
+    store.apply(records)?;
+    for (seq, record) in records {
+        log.record(*seq, record)?;
+    }
+    Ok(records.len() as u64)
+}
+
+fn parse(seq: u64, body: &[u8]) -> Result<Record, IndexError> {
+    Record::from_bytes(body).map_err(|e| IndexError::Record {
+        seq,
+        reason: e.to_string(),
+    })
+}

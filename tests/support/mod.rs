@@ -1,0 +1,187 @@
+//! Shared test support: a switch running in-process on loopback with a temporary data
+//! directory and the sample accounts and locations, and a framed ISO 8583 client.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use replenish::config::Config;
+use replenish::framing::{Frame, FrameCodec, LengthHeader};
+use replenish::iso8583::{self, Message, Spec};
+use replenish::record::Record;
+use replenish::server::{self, DataDir};
+use replenish::switch::accounts;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port (bound and released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A config for a test switch: one acquirer on `port`, data in `dir`, engines for
+/// carrier-a and carrier-b only (carrier-unrouted has none), small daily limits.
+pub fn config_text(dir: &Path, port: u16) -> String {
+    format!(
+        r#"
+data_dir = "{dir}"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+
+[[engine]]
+name = "engine-a"
+carriers = ["carrier-a"]
+links = ["127.0.0.1:1", "127.0.0.1:2"]
+
+[[engine]]
+name = "engine-b"
+carriers = ["carrier-b"]
+links = ["127.0.0.1:3", "127.0.0.1:4"]
+
+[limits]
+daily_count = 5
+daily_amount = 100000
+max_amount = 50000
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Loads the sample accounts and locations into the data directory of `config`.
+pub fn import_samples(config: &Config) {
+    let read = |name: &str| {
+        std::fs::read(root().join("fixtures/reference").join(name)).expect("sample file")
+    };
+    let accounts =
+        accounts::parse_accounts(read("accounts.csv").as_slice()).expect("valid accounts");
+    let locations =
+        accounts::parse_locations(read("locations.csv").as_slice()).expect("valid locations");
+    let data = DataDir::open(config).expect("data dir");
+    data.commit(&[
+        Record::AccountsImported { accounts },
+        Record::LocationsImported { locations },
+    ])
+    .expect("import");
+    data.close().expect("close");
+}
+
+/// A switch running in this process.
+pub struct Switch {
+    pub addr: SocketAddr,
+    pub config: Config,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), server::ServeError>>,
+}
+
+impl Switch {
+    /// Starts a switch on `config` and waits until it accepts connections.
+    pub async fn start(config: Config) -> Switch {
+        let addr = config.acquirer[0].listen;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(config.clone(), shutdown.clone()));
+        for _ in 0..500 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Switch {
+                    addr,
+                    config,
+                    shutdown,
+                    task,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("switch did not start on {addr}");
+    }
+
+    /// Stops it as SIGTERM would and waits for the drain.
+    pub async fn stop(self) -> Config {
+        self.shutdown.cancel();
+        self.task.await.expect("server task").expect("clean stop");
+        self.config
+    }
+}
+
+/// A fresh switch with sample data in a temporary directory.
+pub async fn fresh() -> (tempfile::TempDir, Switch) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), free_port());
+    let config = Config::from_toml(&text, "test.toml").expect("config");
+    import_samples(&config);
+    (dir, Switch::start(config).await)
+}
+
+/// A framed client speaking iso87ascii over binary2.
+pub struct Client {
+    framed: Framed<TcpStream, FrameCodec>,
+    spec: Spec,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Client {
+            framed: Framed::new(stream, FrameCodec::new(LengthHeader::Binary2)),
+            spec: Spec::resolve("iso87ascii").expect("spec"),
+        }
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        let body = iso8583::encode_to_bytes(&self.spec, message).expect("encodes");
+        self.send_raw(body).await;
+    }
+
+    pub async fn send_raw(&mut self, body: Bytes) {
+        self.framed
+            .send(Frame {
+                header: Bytes::new(),
+                body,
+            })
+            .await
+            .expect("send");
+    }
+
+    /// The next message, or `None` when the switch closed the connection.
+    pub async fn receive(&mut self) -> Option<Message> {
+        let frame = tokio::time::timeout(Duration::from_secs(10), self.framed.next())
+            .await
+            .expect("an answer within 10 s")?
+            .expect("a frame");
+        Some(iso8583::decode(&self.spec, &frame.body).expect("answer decodes"))
+    }
+
+    pub async fn exchange(&mut self, message: &Message) -> Message {
+        self.send(message).await;
+        self.receive().await.expect("an answer")
+    }
+}
+
+/// The reference 0200 with STAN `stan`, amount `amount` (minor units) and account `pan`.
+pub fn request(stan: u32, amount: u64, pan: &str) -> Message {
+    let text = std::fs::read_to_string(root().join("fixtures/messages/reference-0200.json"))
+        .expect("fixture");
+    let spec = Spec::resolve("iso87ascii").expect("spec");
+    let mut m = iso8583::from_json_str(&spec, &text).expect("fixture valid");
+    m.set(11, format!("{stan:06}"));
+    m.set(4, format!("{amount:012}"));
+    m.set(2, pan.to_owned());
+    m
+}
+
+/// The first valid sample account (active, carrier-a, MIN assigned).
+pub const ACTIVE: &str = "4761739001010010";
