@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod acquirer;
+pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod exceptions;
 pub mod framing;

@@ -4,11 +4,22 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use replenish::admin::{self, ImportError, Table};
+use replenish::bench::{self, BenchPlan};
+use replenish::config::Config;
+use replenish::framing::{FrameCodec, LengthHeader};
 use replenish::inspect::{self, Listing};
 use replenish::iso8583::Spec;
+use replenish::load::{self, LoadPlan, LoadReport, Pace};
+use replenish::switch::accounts::{AccountStatus, parse_accounts};
+use replenish::{logging, server};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +51,94 @@ enum Command {
         #[arg(long, default_value = "iso87ascii")]
         spec: String,
     },
+    /// Run the switch until SIGTERM or Ctrl-C (then drain and exit 0).
+    Serve {
+        /// Config file; without it, the embedded default (fixtures/configs/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print it with every default filled in.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Prepaid accounts: `accounts import FILE.csv`.
+    Accounts {
+        #[command(subcommand)]
+        action: Import,
+    },
+    /// Authorized replenishment locations: `locations import FILE.csv`.
+    Locations {
+        #[command(subcommand)]
+        action: Import,
+    },
+    /// Drive a running switch with 0200 requests and report throughput and latency.
+    Load {
+        /// The acquirer listener.
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        to: SocketAddr,
+        /// Spec of the listener.
+        #[arg(long, default_value = "iso87ascii")]
+        spec: String,
+        /// Framing of the listener.
+        #[arg(long, default_value = "binary2")]
+        framing: LengthHeader,
+        /// Accounts CSV whose active accounts the requests cycle through (else DE2 of
+        /// the reference request).
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        #[command(flatten)]
+        pacing: Pacing,
+    },
+    /// Start a switch on a scratch data directory and load it (the README's figures).
+    Bench {
+        /// Distinct generated accounts.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[command(flatten)]
+        pacing: Pacing,
+    },
+}
+
+#[derive(Subcommand)]
+enum Import {
+    /// Import (insert or replace) the rows of a CSV file with a header row.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How a load is paced and how long it runs.
+#[derive(clap::Args)]
+struct Pacing {
+    /// Client connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Requests in flight per connection (closed loop); ignored with --rate.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// A fixed total rate in requests per second instead of a closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// How long to send, e.g. 10s or 1m.
+    #[arg(long, default_value = "10s")]
+    duration: humantime::Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Pacing {
+    fn pace(&self) -> Pace {
+        match self.rate {
+            Some(rate) => Pace::Rate(rate),
+            None => Pace::Closed(self.window),
+        }
+    }
 }
 
 /// A failure and the exit code it maps to.
@@ -114,7 +213,141 @@ fn run(command: Command) -> Result<(), Failure> {
             )?;
             failed_messages(failures)
         }
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { file } => {
+            let config = load_config(Some(&file))?;
+            println!("{}: ok", file.display());
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Accounts {
+            action: Import::Import { file, config },
+        } => import(Table::Accounts, file, config),
+        Command::Locations {
+            action: Import::Import { file, config },
+        } => import(Table::Locations, file, config),
+        Command::Load {
+            to,
+            spec,
+            framing,
+            accounts,
+            pacing,
+        } => load(to, spec, framing, accounts, pacing),
+        Command::Bench { accounts, pacing } => bench(accounts, pacing),
     }
+}
+
+fn serve(config: Option<PathBuf>) -> Result<(), Failure> {
+    let config = load_config(config.as_deref())?;
+    logging::init(config.log_level());
+    runtime()?
+        .block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(logging::cancel_on_signal(shutdown.clone()));
+            server::run(config, shutdown).await
+        })
+        .map_err(|e| Failure::Other(e.to_string()))
+}
+
+fn import(table: Table, file: PathBuf, config: Option<PathBuf>) -> Result<(), Failure> {
+    let config = load_config(config.as_deref())?;
+    match admin::import(&config, table, &file) {
+        Ok(count) => {
+            println!(
+                "{}: {count} row(s) imported into {}",
+                file.display(),
+                config.data_dir.display()
+            );
+            Ok(())
+        }
+        Err(e @ (ImportError::Rows { .. } | ImportError::Read { .. })) => {
+            Err(Failure::Input(e.to_string()))
+        }
+        Err(e) => Err(Failure::Other(e.to_string())),
+    }
+}
+
+fn load(
+    to: SocketAddr,
+    spec: String,
+    framing: LengthHeader,
+    accounts: Option<PathBuf>,
+    pacing: Pacing,
+) -> Result<(), Failure> {
+    let spec = load_spec(&spec)?;
+    let template = bench::reference_request(&spec).map_err(|e| Failure::Other(e.to_string()))?;
+    let accounts = match accounts {
+        Some(path) => active_accounts(&path)?,
+        None => Vec::new(),
+    };
+    let plan = LoadPlan {
+        target: to,
+        spec: Arc::new(spec),
+        codec: FrameCodec::new(framing),
+        connections: pacing.connections,
+        pace: pacing.pace(),
+        duration: pacing.duration.into(),
+        template,
+        accounts,
+    };
+    let report = runtime()?
+        .block_on(load::run(plan))
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    report_load(&report, pacing.json.as_deref())
+}
+
+fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
+    logging::init("warn");
+    let plan = BenchPlan {
+        connections: pacing.connections,
+        pace: pacing.pace(),
+        duration: pacing.duration.into(),
+        accounts,
+        data_dir: None,
+    };
+    let report = runtime()?
+        .block_on(bench::run(plan))
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    report_load(&report, pacing.json.as_deref())
+}
+
+fn active_accounts(path: &Path) -> Result<Vec<String>, Failure> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+    let accounts = parse_accounts(file).map_err(|rows| {
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}:{}: {}", path.display(), r.line, r.reason))
+            .collect();
+        Failure::Input(lines.join("\n"))
+    })?;
+    Ok(accounts
+        .into_iter()
+        .filter(|a| a.status == AccountStatus::Active)
+        .map(|a| a.number)
+        .collect())
+}
+
+fn report_load(report: &LoadReport, json: Option<&Path>) -> Result<(), Failure> {
+    println!("{report}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| Failure::Input(e.to_string())),
+        None => Ok(Config::embedded_default()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Runtime::new().map_err(|e| Failure::Other(format!("tokio runtime: {e}")))
 }
 
 fn load_spec(name: &str) -> Result<Spec, Failure> {

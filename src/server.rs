@@ -280,7 +280,11 @@ fn settings(acquirer: &AcquirerConfig) -> Result<Settings, ServeError> {
     Ok(Settings {
         link: Link {
             name: acquirer.name.clone(),
-            acquirer_id: acquirer.acquirer_id.clone(),
+            acquirer_id: if acquirer.acquirer_id.is_empty() {
+                acquirer.name.clone()
+            } else {
+                acquirer.acquirer_id.clone()
+            },
         },
         spec: Arc::new(spec),
         codec: FrameCodec::new(acquirer.framing)

@@ -78,17 +78,24 @@ pub struct Store {
 impl Store {
     /// Opens (creating) the indexes in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::InUse {
-                    path: dir.display().to_string(),
+        // The journal, not sled, makes decisions durable (DESIGN.md §5): sled may lose a
+        // suffix in a crash and the replay on start restores it, so it flushes lazily.
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::InUse {
+                        path: dir.display().to_string(),
+                    }
                 }
-            }
-            sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::InUse {
-                path: dir.display().to_string(),
-            },
-            other => StoreError::Sled(other),
-        })?;
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::InUse {
+                    path: dir.display().to_string(),
+                },
+                other => StoreError::Sled(other),
+            })?;
         Ok(Store { db })
     }
 

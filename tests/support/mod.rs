@@ -14,6 +14,7 @@ use replenish::iso8583::{self, Message, Spec};
 use replenish::record::Record;
 use replenish::server::{self, DataDir};
 use replenish::switch::accounts;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
@@ -126,17 +127,26 @@ pub async fn fresh() -> (tempfile::TempDir, Switch) {
     (dir, Switch::start(config).await)
 }
 
+/// A byte stream a client can speak over: TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A framed client speaking iso87ascii over binary2.
 pub struct Client {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<Box<dyn Stream>, FrameCodec>,
     spec: Spec,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        Client::over(stream)
+    }
+
+    /// A client over an established stream.
+    pub fn over(stream: impl Stream + 'static) -> Client {
         Client {
-            framed: Framed::new(stream, FrameCodec::new(LengthHeader::Binary2)),
+            framed: Framed::new(Box::new(stream), FrameCodec::new(LengthHeader::Binary2)),
             spec: Spec::resolve("iso87ascii").expect("spec"),
         }
     }
@@ -163,6 +173,35 @@ impl Client {
             .expect("an answer within 10 s")?
             .expect("a frame");
         Some(iso8583::decode(&self.spec, &frame.body).expect("answer decodes"))
+    }
+
+    /// Sends without waiting; false when the connection is gone.
+    pub async fn try_send(&mut self, message: &Message) -> bool {
+        let body = iso8583::encode_to_bytes(&self.spec, message).expect("encodes");
+        let frame = Frame {
+            header: Bytes::new(),
+            body,
+        };
+        self.framed.send(frame).await.is_ok()
+    }
+
+    /// The next answer; `None` when the connection closes or errs.
+    pub async fn try_receive(&mut self) -> Option<Message> {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.framed.next());
+        let frame = next
+            .await
+            .expect("an answer or a close within 10 s")?
+            .ok()?;
+        iso8583::decode(&self.spec, &frame.body).ok()
+    }
+
+    /// An exchange that may fail: `None` when sending fails or the connection closes
+    /// (or errs) before an answer.
+    pub async fn try_exchange(&mut self, message: &Message) -> Option<Message> {
+        if !self.try_send(message).await {
+            return None;
+        }
+        self.try_receive().await
     }
 
     pub async fn exchange(&mut self, message: &Message) -> Message {

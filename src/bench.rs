@@ -1,0 +1,196 @@
+//! `replenish bench`: the switch's load benchmark on one machine. It makes a scratch
+//! data directory with generated active accounts and generous daily limits, starts a
+//! switch in this process on a loopback port, drives it with the load generator of
+//! [`crate::load`] (closed loop or a fixed rate), stops the switch gracefully and
+//! reports. Every `00` it counts was answered after its journal record was synced
+//! (`fdatasync`), exactly as in production.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::framing::FrameCodec;
+use crate::iso8583::{self, Message, Spec};
+use crate::load::{self, LoadPlan, LoadReport, Pace};
+use crate::record::Record;
+use crate::server::{self, DataDir, ServeError};
+use crate::switch::accounts::{Account, AccountStatus, Location};
+use crate::switch::confirmation::luhn_check_digit;
+
+/// The request every load run starts from: the reference 0200 of DESIGN.md §4.
+pub const REFERENCE_0200: &str = include_str!("../fixtures/messages/reference-0200.json");
+
+/// What to run.
+pub struct BenchPlan {
+    /// Client connections.
+    pub connections: usize,
+    /// Closed-loop window per connection, or a total rate.
+    pub pace: Pace,
+    /// Sending time.
+    pub duration: Duration,
+    /// Distinct generated accounts the requests cycle through.
+    pub accounts: usize,
+    /// Data directory (a scratch directory, removed afterwards, when `None`).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// Scratch directory or port.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The switch.
+    #[error("switch: {0}")]
+    Serve(#[from] ServeError),
+    /// The load generator.
+    #[error("load: {0}")]
+    Load(#[from] load::LoadError),
+    /// The built-in config or template (a bug).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs the bench and returns the load generator's report.
+pub async fn run(plan: BenchPlan) -> Result<LoadReport, BenchError> {
+    let scratch = match plan.data_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("replenish-bench-")
+                .tempdir()?,
+        ),
+    };
+    let dir = (plan.data_dir.clone())
+        .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
+        .ok_or_else(|| BenchError::Setup("no data directory".into()))?;
+    let addr = free_loopback_port()?;
+    let config = Config::from_toml(&config_text(&dir, addr), "bench config")
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let accounts = generated_accounts(plan.accounts.max(1));
+    seed(&config, &accounts).await?;
+    let shutdown = CancellationToken::new();
+    let switch = tokio::spawn(server::run(config, shutdown.clone()));
+    wait_until_listening(addr).await?;
+    let load = load::run(load_plan(&plan, addr, accounts)?).await;
+    shutdown.cancel();
+    let stopped = switch
+        .await
+        .map_err(|e| BenchError::Setup(format!("switch task: {e}")))?;
+    stopped?;
+    Ok(load?)
+}
+
+/// A switch with one acquirer on `addr`, every carrier routed, limits that only the
+/// transaction amount can hit.
+fn config_text(dir: &std::path::Path, addr: SocketAddr) -> String {
+    format!(
+        r#"
+data_dir = "{dir}"
+
+[[acquirer]]
+name = "bench"
+listen = "{addr}"
+acquirer_id = "00012345"
+max_in_flight = 1024
+
+[[engine]]
+name = "bench-engine"
+carriers = ["*"]
+links = ["127.0.0.1:9"]
+
+[limits]
+daily_count = 4000000000
+daily_amount = 18000000000000000000
+
+[logs]
+level = "warn"
+"#,
+        dir = dir.display()
+    )
+}
+
+/// `n` active, Luhn-valid accounts with MINs, all on carrier `bench`.
+pub fn generated_accounts(n: usize) -> Vec<Account> {
+    (0..n)
+        .map(|i| {
+            let body = format!("476173{:09}", 500_000_000 + i);
+            let digit = luhn_check_digit(body.as_bytes());
+            Account {
+                number: format!("{body}{digit}"),
+                min: format!("2065{:06}", i % 1_000_000),
+                carrier: "bench".into(),
+                status: AccountStatus::Active,
+                expiry: None,
+            }
+        })
+        .collect()
+}
+
+/// Imports the accounts and the reference request's location.
+async fn seed(config: &Config, accounts: &[Account]) -> Result<(), BenchError> {
+    let records = [
+        Record::AccountsImported {
+            accounts: accounts.to_vec(),
+        },
+        Record::LocationsImported {
+            locations: vec![Location {
+                id: "LOC000000001234".into(),
+                name: "Bench store".into(),
+                retailer: "Bench".into(),
+                authorized: true,
+            }],
+        },
+    ];
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let data = DataDir::open(&config)?;
+        data.commit(&records)?;
+        data.close()
+    })
+    .await
+    .map_err(|e| BenchError::Setup(format!("seed task: {e}")))??;
+    Ok(())
+}
+
+fn load_plan(
+    plan: &BenchPlan,
+    target: SocketAddr,
+    accounts: Vec<Account>,
+) -> Result<LoadPlan, BenchError> {
+    let spec = Spec::resolve("iso87ascii").map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(LoadPlan {
+        target,
+        template: reference_request(&spec)?,
+        spec: Arc::new(spec),
+        codec: FrameCodec::new(crate::framing::LengthHeader::Binary2),
+        connections: plan.connections.max(1),
+        pace: plan.pace,
+        duration: plan.duration,
+        accounts: accounts.into_iter().map(|a| a.number).collect(),
+    })
+}
+
+/// The reference 0200 as a message of `spec`.
+pub fn reference_request(spec: &Spec) -> Result<Message, BenchError> {
+    iso8583::from_json_str(spec, REFERENCE_0200).map_err(|e| BenchError::Setup(e.to_string()))
+}
+
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+async fn wait_until_listening(addr: SocketAddr) -> Result<(), BenchError> {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(BenchError::Setup(format!("switch not listening on {addr}")))
+}

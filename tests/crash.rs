@@ -1,0 +1,280 @@
+//! The `replenish serve` process under abuse: killed with SIGKILL in the middle of a
+//! load of thousands of requests and restarted, and stopped with SIGTERM while requests
+//! are in flight. What an acquirer was told must hold: every request that received an
+//! answer gets the identical answer again after the restart (it was durable before it
+//! was sent), no approval is credited twice, and the data directory opens cleanly.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use replenish::config::Config;
+use replenish::iso8583::Message;
+use replenish::store::Store;
+use support::{Client, free_port, request, root};
+
+/// Sample accounts that approve: active, unexpired, with a MIN and a routed carrier
+/// (see fixtures/reference/README.md).
+fn active_accounts() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(root().join("fixtures/reference/accounts.csv")).expect("accounts");
+    text.lines()
+        .skip(1)
+        .filter(|l| l.contains(",active,") && !l.contains(",,") && !l.contains("unrouted"))
+        .filter(|l| !l.ends_with("2024-01"))
+        .filter_map(|l| l.split(',').next().map(str::to_owned))
+        .collect()
+}
+
+/// A config with limits no load here reaches, written to `dir/replenish.toml`.
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+data_dir = "{dir}/data"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+
+[[engine]]
+name = "engine-a"
+carriers = ["carrier-a"]
+links = ["127.0.0.1:1"]
+
+[[engine]]
+name = "engine-b"
+carriers = ["carrier-b"]
+links = ["127.0.0.1:3"]
+
+[limits]
+daily_count = 1000000
+daily_amount = 1000000000000
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("replenish.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn replenish(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_replenish"));
+    command.args(args);
+    command
+}
+
+fn import(config: &Path) {
+    for (table, file) in [("accounts", "accounts.csv"), ("locations", "locations.csv")] {
+        let path = root().join("fixtures/reference").join(file);
+        let output = replenish(&[table, "import"])
+            .arg(&path)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("run import");
+        assert!(output.status.success(), "{output:?}");
+    }
+}
+
+/// Starts `replenish serve` and waits until it accepts connections.
+async fn serve(config: &Path, addr: SocketAddr, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = replenish(&["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start replenish serve");
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("replenish serve did not listen on {addr}");
+}
+
+/// Request `n` of a load: unique STAN per connection's terminal, accounts in turn.
+fn nth(connection: usize, n: u32, accounts: &[String]) -> Message {
+    let account = &accounts[(n as usize + connection) % accounts.len()];
+    let mut message = request(n, 1000 + u64::from(n % 50), account);
+    message.set(41, format!("CRASH{connection:03}"));
+    message
+}
+
+/// Sends requests `0..` on one connection with a window of `window` in flight until
+/// the connection breaks; returns the answers received, by STAN.
+async fn pump(
+    addr: SocketAddr,
+    connection: usize,
+    accounts: Vec<String>,
+    window: u32,
+) -> HashMap<u32, Message> {
+    let mut client = Client::connect(addr).await;
+    let mut answers = HashMap::new();
+    let mut sent = 0u32;
+    loop {
+        while sent < answers.len() as u32 + window {
+            sent += 1;
+            if !client.try_send(&nth(connection, sent, &accounts)).await {
+                return answers;
+            }
+        }
+        match client.try_receive().await {
+            Some(answer) => {
+                let stan = answer.text(11).and_then(|s| s.parse().ok()).expect("DE11");
+                answers.insert(stan, answer);
+            }
+            None => return answers,
+        }
+    }
+}
+
+fn confirmations(answers: &[HashMap<u32, Message>]) -> BTreeSet<String> {
+    answers
+        .iter()
+        .flat_map(|a| a.values())
+        .filter_map(|m| m.text(62).map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_answered_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let config_path = write_config(dir.path(), port);
+    import(&config_path);
+    let log = dir.path().join("serve.log");
+    let accounts = active_accounts();
+    assert!(accounts.len() >= 10, "{accounts:?}");
+
+    let mut server = serve(&config_path, addr, &log).await;
+    let pumps: Vec<_> = (0..4)
+        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 32)))
+        .collect();
+    // Let thousands of requests through, then kill without warning.
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let journal = dir.path().join("data/journal");
+        let bytes: u64 = std::fs::read_dir(&journal)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if bytes > 3_000_000 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    let mut before = Vec::new();
+    for pump in pumps {
+        before.push(pump.await.expect("pump"));
+    }
+    let answered: usize = before.iter().map(HashMap::len).sum();
+    assert!(answered >= 2000, "only {answered} answers before the kill");
+    eprintln!("{answered} answers before SIGKILL");
+
+    // Restart; every answered request gets the identical answer.
+    let mut server = serve(&config_path, addr, &log).await;
+    for (connection, answers) in before.iter().enumerate() {
+        let mut client = Client::connect(addr).await;
+        for (&stan, answer) in answers {
+            let again = client.exchange(&nth(connection, stan, &accounts)).await;
+            assert_eq!(&again, answer, "connection {connection} STAN {stan}");
+        }
+    }
+    // Requests that were in flight at the kill are decided now, or were then: either
+    // way each key has one decision.
+    let mut after = Vec::new();
+    for (connection, answers) in before.iter().enumerate() {
+        let mut client = Client::connect(addr).await;
+        let mut again = HashMap::new();
+        let top = answers.keys().max().copied().unwrap_or(0) + 40;
+        for stan in 1..=top {
+            let answer = client.exchange(&nth(connection, stan, &accounts)).await;
+            again.insert(stan, answer);
+        }
+        after.push(again);
+    }
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let status = server.wait().expect("reaped");
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+
+    let config = Config::load(&config_path).expect("config");
+    let store = Store::open(&config.data_dir.join("index")).expect("index");
+    let outbox: Vec<String> = ["engine-a", "engine-b"]
+        .iter()
+        .flat_map(|e| store.outbox(e).expect("outbox"))
+        .map(|c| c.confirmation)
+        .collect();
+    let unique: BTreeSet<String> = outbox.iter().cloned().collect();
+    assert_eq!(outbox.len(), unique.len(), "one outbox entry per approval");
+    assert_eq!(
+        unique,
+        confirmations(&after),
+        "every approval, and only those, credited"
+    );
+    assert!(confirmations(&before).is_subset(&unique));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_what_is_in_flight_then_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let config_path = write_config(dir.path(), port);
+    import(&config_path);
+    let log = dir.path().join("serve.log");
+    let accounts = active_accounts();
+    let mut server = serve(&config_path, addr, &log).await;
+
+    let mut client = Client::connect(addr).await;
+    let burst = 300u32;
+    for stan in 1..=burst {
+        assert!(client.try_send(&nth(0, stan, &accounts)).await);
+    }
+    let first = client.try_receive().await.expect("a first answer");
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let mut answers = vec![first];
+    while let Some(answer) = client.try_receive().await {
+        answers.push(answer);
+    }
+    let status = server.wait().expect("reaped");
+    assert!(status.success(), "exit status {status}");
+    eprintln!("{} of {burst} answered around SIGTERM", answers.len());
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("draining"), "{text}");
+
+    // Whatever was answered is durable: the restarted switch repeats it exactly.
+    let mut server = serve(&config_path, addr, &log).await;
+    let mut client = Client::connect(addr).await;
+    for answer in &answers {
+        let stan: u32 = answer.text(11).and_then(|s| s.parse().ok()).expect("DE11");
+        assert_eq!(&client.exchange(&nth(0, stan, &accounts)).await, answer);
+    }
+    server.kill().expect("kill");
+    server.wait().expect("reaped");
+}
