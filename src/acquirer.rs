@@ -301,10 +301,19 @@ async fn write_frames<W>(mut sink: FramedWrite<W, FrameCodec>, mut outgoing: mps
 where
     W: AsyncWrite + Unpin,
 {
-    while let Some(frame) = outgoing.recv().await {
-        if let Err(e) = sink.send(frame).await {
+    // Everything already queued goes out with one flush (one write system call in the
+    // common case) instead of one per answer.
+    let mut batch = Vec::with_capacity(64);
+    while outgoing.recv_many(&mut batch, 64).await > 0 {
+        for frame in batch.drain(..) {
+            if let Err(e) = sink.feed(frame).await {
+                warn!("write failed: {e}");
+                return;
+            }
+        }
+        if let Err(e) = SinkExt::<Frame>::flush(&mut sink).await {
             warn!("write failed: {e}");
-            break;
+            return;
         }
     }
 }

@@ -294,8 +294,16 @@ impl Decoder for FrameCodec {
         let declared = self.check_declared(self.length_header.read(prefix)?)?;
         let frame_end = prefix_len + declared;
         if src.len() < frame_end {
-            // `declared` is within `max_frame` here, so the reservation is bounded.
-            src.reserve(frame_end - src.len());
+            if src.capacity() < frame_end {
+                // Not `src.reserve`: that keeps the frames already consumed in front of
+                // `src` inside the allocation and may double the whole of it, so a peer
+                // mixing short and long frames could grow the buffer to several maximum
+                // frames. Move the partial frame into a buffer of one maximum frame
+                // (`declared` is within `max_frame` here, so it fits).
+                let mut fresh = BytesMut::with_capacity(prefix_len + self.max_frame);
+                fresh.extend_from_slice(src);
+                *src = fresh;
+            }
             return Ok(None);
         }
         src.advance(prefix_len);

@@ -62,6 +62,9 @@ pub fn replay(
     Ok(count)
 }
 
+/// Most records applied in one sled batch.
+const MAX_APPLY: usize = 4096;
+
 /// Starts the indexing thread over the journal's durable batches. It stops when the
 /// journal closes (the sender is dropped) or on the first error, which it returns.
 pub fn spawn(
@@ -73,8 +76,17 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("indexer".into())
         .spawn(move || {
-            for batch in batches {
-                let records = batch
+            while let Ok(first) = batches.recv() {
+                // Whatever else is already waiting joins this sled batch: fewer, larger
+                // batches share the position and counter writes and add up usage.
+                let mut pending = first;
+                while pending.len() < MAX_APPLY {
+                    match batches.try_recv() {
+                        Ok(more) => pending.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                let records = pending
                     .iter()
                     .map(|r| parse(r.seq, &r.body).map(|record| (r.seq, record)))
                     .collect::<Result<Vec<_>, _>>()?;

@@ -244,39 +244,53 @@ async fn connection(
     };
     let transmission = chrono::Utc::now().format("%m%d%H%M%S").to_string();
     let mut sequence: u64 = 0;
-    while started.elapsed() < plan.duration {
-        let intended = match interval {
+    'sending: while started.elapsed() < plan.duration {
+        // Every request due now goes out with one flush: the intended send times of
+        // a fixed rate (so a late sender catches up and latency counts from when a
+        // request should have left), or as many as the closed-loop window allows.
+        let due = match interval {
             Some(step) => {
-                let at = started + step.mul_f64(sequence as f64);
-                tokio::time::sleep_until(at.into()).await;
-                at
+                let next = started + step.mul_f64(sequence as f64);
+                tokio::time::sleep_until(next.into()).await;
+                let now = Instant::now();
+                let behind = (now - next).as_secs_f64() / step.as_secs_f64().max(1e-9);
+                let count = 1 + (behind as usize).min(63);
+                (0..count)
+                    .map(|i| next + step.mul_f64(i as f64))
+                    .collect::<Vec<_>>()
             }
             None => {
                 match permits.acquire().await {
                     Ok(p) => p.forget(),
                     Err(_) => break,
                 }
-                Instant::now()
+                let mut count = 1;
+                while count < 64 && permits.try_acquire().map(|p| p.forget()).is_ok() {
+                    count += 1;
+                }
+                vec![Instant::now(); count]
             }
         };
-        sequence += 1;
-        let stan = format!("{:06}", sequence % 1_000_000);
-        let request = request(&plan, index, sequence, &stan, &transmission);
-        let Ok(body) = iso8583::encode_to_bytes(&plan.spec, &request) else {
-            break;
-        };
-        lock(&pending).insert(stan, intended);
-        if sink
-            .send(Frame {
+        for intended in due {
+            sequence += 1;
+            let stan = format!("{:06}", sequence % 1_000_000);
+            let request = request(&plan, index, sequence, &stan, &transmission);
+            let Ok(body) = iso8583::encode_to_bytes(&plan.spec, &request) else {
+                break 'sending;
+            };
+            lock(&pending).insert(stan, intended);
+            let frame = Frame {
                 header: Bytes::new(),
                 body,
-            })
-            .await
-            .is_err()
-        {
+            };
+            if sink.feed(frame).await.is_err() {
+                break 'sending;
+            }
+            lock(&tally).sent += 1;
+        }
+        if SinkExt::<Frame>::flush(&mut sink).await.is_err() {
             break;
         }
-        lock(&tally).sent += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lock(&pending).is_empty() && Instant::now() < deadline {

@@ -409,3 +409,65 @@ proptest! {
         }
     }
 }
+
+/// The framing fuzz target's first crash (fuzz/artifacts/framing, minimised): keep-alives
+/// and short frames fed 34 bytes at a time under a 256-byte maximum frame. Decoding left
+/// consumed bytes at the front of the read buffer, so each `reserve` for the next frame
+/// grew the allocation (dead prefix included) until it held more than twice a frame.
+#[test]
+fn framing_keeps_the_read_buffer_near_one_frame() {
+    use replenish::framing::{FrameCodec, LengthHeader};
+    use tokio_util::codec::Decoder;
+
+    const MAX_CHUNK: usize = 64;
+    let mut stream = vec![0u8; 389];
+    for (at, byte) in [
+        (27, 0x40),
+        (132, 0x01),
+        (142, 0x14),
+        (163, 0x01),
+        (189, 0x05),
+        (222, 0x37),
+        (223, 0x33),
+        (224, 0x30),
+        (225, 0x11),
+        (226, 0x31),
+        (314, 0x37),
+        (315, 0x33),
+        (316, 0x30),
+        (317, 0x11),
+        (318, 0x31),
+    ] {
+        stream[at - 1] = byte;
+    }
+    let chunk = 34;
+    for length_header in LengthHeader::ALL {
+        for header_len in [0, 5] {
+            let mut codec = FrameCodec::new(length_header)
+                .with_header_len(header_len)
+                .with_max_frame(256);
+            let max = length_header.prefix_len() + codec.max_frame() + MAX_CHUNK;
+            let mut buf = BytesMut::new();
+            'feed: for piece in stream.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                loop {
+                    assert!(
+                        buf.len() <= max,
+                        "{length_header}/{header_len}: buffered {}",
+                        buf.len()
+                    );
+                    assert!(
+                        buf.capacity() <= 2 * max,
+                        "{length_header}/{header_len}: capacity {} > 2 * {max}",
+                        buf.capacity()
+                    );
+                    match codec.decode(&mut buf) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
+}
