@@ -1,7 +1,8 @@
 //! Keeps the sled indexes and the exception logs up with the journal. On start,
 //! [`replay`] applies every record the index lacks; while serving, [`spawn`] runs one
 //! thread that applies each batch the journal reports durable, in order, and publishes
-//! the last position applied (the decider prunes its memory by it).
+//! the last position applied (the decider prunes its memory by it). It also hands the
+//! credits of each durable batch to the engine forwarders.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
+use crate::engine::Router;
 use crate::exceptions::ExceptionLog;
 use crate::journal::{self, JournalError};
 use crate::record::Record;
@@ -72,6 +74,7 @@ pub fn spawn(
     mut log: ExceptionLog,
     batches: Receiver<Vec<journal::Record>>,
     applied: Arc<AtomicU64>,
+    router: Option<Router>,
 ) -> std::io::Result<JoinHandle<Result<(), IndexError>>> {
     std::thread::Builder::new()
         .name("indexer".into())
@@ -90,6 +93,9 @@ pub fn spawn(
                     .iter()
                     .map(|r| parse(r.seq, &r.body).map(|record| (r.seq, record)))
                     .collect::<Result<Vec<_>, _>>()?;
+                if let Some(router) = &router {
+                    route_credits(router, &records);
+                }
                 apply(&store, &mut log, &records)?;
                 log.flush()?;
                 if let Some((last, _)) = records.last() {
@@ -111,6 +117,18 @@ fn apply(
         log.record(*seq, record)?;
     }
     Ok(records.len() as u64)
+}
+
+/// Hands the credits of durable approvals to their engines before they are indexed:
+/// forwarding starts as soon as the journal has them.
+fn route_credits(router: &Router, records: &[(u64, Record)]) {
+    for (_, record) in records {
+        if let Record::Decided(decision) = record {
+            if let Some(credit) = &decision.credit {
+                router.route(credit.clone());
+            }
+        }
+    }
 }
 
 fn parse(seq: u64, body: &[u8]) -> Result<Record, IndexError> {

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use replenish::admin::{self, ImportError, Table};
@@ -17,6 +19,7 @@ use replenish::framing::{FrameCodec, LengthHeader};
 use replenish::inspect::{self, Listing};
 use replenish::iso8583::Spec;
 use replenish::load::{self, LoadPlan, LoadReport, Pace};
+use replenish::simulator::{self, Faults, SimConfig, SimError};
 use replenish::switch::accounts::{AccountStatus, parse_accounts};
 use replenish::{logging, server};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +93,26 @@ enum Command {
         #[command(flatten)]
         pacing: Pacing,
     },
+    /// A prepaid engine simulator: applies each DE62 once, appends to a JSON-lines ledger.
+    EngineSim {
+        /// Address to listen on (repeat for a second link).
+        #[arg(long, required = true)]
+        listen: Vec<SocketAddr>,
+        /// The ledger file (JSON lines; read back on start).
+        #[arg(long)]
+        ledger: PathBuf,
+        /// Spec of the engine links.
+        #[arg(long, default_value = "iso87ascii")]
+        spec: String,
+        /// Framing of the engine links.
+        #[arg(long, default_value = "binary2")]
+        framing: LengthHeader,
+        /// fdatasync each ledger line before its ack.
+        #[arg(long)]
+        fsync: bool,
+        #[command(flatten)]
+        faults: FaultFlags,
+    },
     /// Start a switch on a scratch data directory and load it (the README's figures).
     Bench {
         /// Distinct generated accounts.
@@ -110,6 +133,46 @@ enum Import {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// Fault knobs of the engine simulator.
+#[derive(clap::Args)]
+struct FaultFlags {
+    /// Delay every ack, e.g. 200ms.
+    #[arg(long)]
+    delay_acks: Option<humantime::Duration>,
+    /// Apply but do not acknowledge this percentage of credits.
+    #[arg(long, default_value_t = 0)]
+    drop_acks: u32,
+    /// Answer 96 (applying nothing) to this percentage.
+    #[arg(long, default_value_t = 0)]
+    fail: u32,
+    /// Close each connection after this many messages.
+    #[arg(long, default_value_t = 0)]
+    close_every: u64,
+    /// Close every connection at once.
+    #[arg(long)]
+    refuse: bool,
+}
+
+impl FaultFlags {
+    fn apply(&self, faults: &Faults) {
+        let delay = self
+            .delay_acks
+            .map(|d| Duration::from(d).as_millis() as u64)
+            .unwrap_or(0);
+        faults.delay_ack_ms.store(delay, Ordering::Relaxed);
+        faults
+            .drop_ack_percent
+            .store(self.drop_acks.min(100), Ordering::Relaxed);
+        faults
+            .fail_percent
+            .store(self.fail.min(100), Ordering::Relaxed);
+        faults
+            .close_every
+            .store(self.close_every, Ordering::Relaxed);
+        faults.refuse.store(self.refuse, Ordering::Relaxed);
+    }
 }
 
 /// How a load is paced and how long it runs.
@@ -234,6 +297,14 @@ fn run(command: Command) -> Result<(), Failure> {
             pacing,
         } => load(to, spec, framing, accounts, pacing),
         Command::Bench { accounts, pacing } => bench(accounts, pacing),
+        Command::EngineSim {
+            listen,
+            ledger,
+            spec,
+            framing,
+            fsync,
+            faults,
+        } => engine_sim(listen, ledger, spec, framing, fsync, &faults),
     }
 }
 
@@ -309,6 +380,38 @@ fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
     report_load(&report, pacing.json.as_deref())
+}
+
+fn engine_sim(
+    listen: Vec<SocketAddr>,
+    ledger: PathBuf,
+    spec: String,
+    framing: LengthHeader,
+    sync: bool,
+    flags: &FaultFlags,
+) -> Result<(), Failure> {
+    logging::init("info");
+    let config = SimConfig {
+        listen,
+        ledger,
+        spec: Arc::new(load_spec(&spec)?),
+        codec: FrameCodec::new(framing),
+        sync,
+    };
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        let simulator = simulator::start(config, shutdown.clone())
+            .await
+            .map_err(|e| match e {
+                SimError::Ledger { .. } => Failure::Input(e.to_string()),
+                other => Failure::Other(other.to_string()),
+            })?;
+        for (_, faults) in &simulator.listeners {
+            flags.apply(faults);
+        }
+        logging::cancel_on_signal(shutdown).await;
+        Ok(())
+    })
 }
 
 fn active_accounts(path: &Path) -> Result<Vec<String>, Failure> {

@@ -30,6 +30,27 @@ pub enum Record {
         /// The rows.
         locations: Vec<Location>,
     },
+    /// A credit advice put on an engine link: the first `0220` or a `0221` repeat.
+    CreditSent(Delivery),
+    /// An engine acknowledged a credit: its outbox entry is done.
+    CreditAcked(Delivery),
+}
+
+/// One send or acknowledgement of a credit on an engine link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The engine.
+    pub engine: String,
+    /// DE62 of the credit.
+    pub confirmation: String,
+    /// The MTI sent (`0220`, `0221`) or received (`0230`).
+    pub mti: String,
+    /// The link's address.
+    pub link: String,
+    /// 1 for the first send, 2 for the first retransmission, and so on.
+    pub attempt: u32,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
 }
 
 /// A keyed decision and, on approval, the credit to forward.

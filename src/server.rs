@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::acquirer::{self, Context, Settings};
 use crate::config::{AcquirerConfig, Config};
+use crate::engine::{self, Router};
 use crate::exceptions::ExceptionLog;
 use crate::framing::FrameCodec;
 use crate::indexer::{self, IndexError};
@@ -64,6 +65,9 @@ pub enum ServeError {
         /// What failed.
         reason: String,
     },
+    /// An engine could not start.
+    #[error("{0}")]
+    Engine(#[from] engine::EngineError),
     /// A decision could not be made durable; the switch stopped without answering it.
     #[error("stopped: the journal failed")]
     Fatal,
@@ -93,6 +97,11 @@ impl DataDir {
     /// Opens (creating) the data directory named by `config`, replays the journal into
     /// the indexes and starts the indexer.
     pub fn open(config: &Config) -> Result<DataDir, ServeError> {
+        DataDir::open_with(config, None)
+    }
+
+    /// [`DataDir::open`], with the indexer routing durable credits to `router`.
+    pub fn open_with(config: &Config, router: Option<Router>) -> Result<DataDir, ServeError> {
         let path = config.data_dir.clone();
         fs::create_dir_all(&path).map_err(io_error(&path))?;
         let store = Store::open(&path.join("index"))?;
@@ -113,7 +122,7 @@ impl DataDir {
             path.display()
         );
         let applied = Arc::new(AtomicU64::new(store.applied_seq()?));
-        let indexer = indexer::spawn(store.clone(), log, batches, applied.clone())
+        let indexer = indexer::spawn(store.clone(), log, batches, applied.clone(), router)
             .map_err(io_error(&path))?;
         Ok(DataDir {
             path,
@@ -190,7 +199,10 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Runs the switch until `shutdown` is cancelled (SIGTERM) or the journal fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let data = DataDir::open(&config)?;
+    let (router, plan) = engine::plan(&config.engine);
+    let data = DataDir::open_with(&config, Some(router))?;
+    let forwarding = CancellationToken::new();
+    let engines = engine::start(plan, &data.journal, &data.store, &forwarding)?;
     let decider = Arc::new(Decider::new(Parts {
         journal: data.journal.clone(),
         store: data.store.clone(),
@@ -232,6 +244,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         warn!("grace period of {grace:?} over with messages still in flight");
     }
     drop(decider);
+    forwarding.cancel();
+    for engine in engines {
+        engine.stopped().await;
+    }
     let closing = tokio::task::spawn_blocking(move || data.close());
     closing.await.map_err(|e| ServeError::Io {
         path: "journal".into(),

@@ -206,7 +206,7 @@ impl Store {
 /// counters add up within a batch.
 struct BatchBuilder<'a> {
     store: &'a Store,
-    writes: HashMap<Vec<u8>, Vec<u8>>,
+    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     usage: HashMap<Vec<u8>, Usage>,
     counter: Option<u64>,
 }
@@ -224,7 +224,12 @@ impl<'a> BatchBuilder<'a> {
     fn add(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
         match record {
             Record::Decided(decision) => self.decided(seq, decision),
-            Record::Rejected(_) => Ok(()),
+            Record::Rejected(_) | Record::CreditSent(_) => Ok(()),
+            Record::CreditAcked(delivery) => {
+                let slot = format!("{}/{}", delivery.engine, delivery.confirmation);
+                self.writes.insert(key("o/", &slot), None);
+                Ok(())
+            }
             Record::AccountsImported { accounts } => {
                 for account in accounts {
                     self.put("a/", &account.number, account);
@@ -273,13 +278,16 @@ impl<'a> BatchBuilder<'a> {
 
     fn put(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
-        self.writes.insert(key(prefix, id), bytes);
+        self.writes.insert(key(prefix, id), Some(bytes));
     }
 
     fn finish(self) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in self.writes {
-            batch.insert(k, v);
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
         }
         for (k, usage) in self.usage {
             batch.insert(k, serde_json::to_vec(&usage).unwrap_or_default());

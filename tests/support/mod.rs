@@ -224,3 +224,52 @@ pub fn request(stan: u32, amount: u64, pan: &str) -> Message {
 
 /// The first valid sample account (active, carrier-a, MIN assigned).
 pub const ACTIVE: &str = "4761739001010010";
+
+/// Sample accounts that approve: active, unexpired, with a MIN and a routed carrier.
+pub fn approving_accounts() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(root().join("fixtures/reference/accounts.csv")).expect("accounts");
+    text.lines()
+        .skip(1)
+        .filter(|l| l.contains(",active,") && !l.contains(",,") && !l.contains("unrouted"))
+        .filter(|l| !l.ends_with("2024-01"))
+        .filter_map(|l| l.split(',').next().map(str::to_owned))
+        .collect()
+}
+
+/// Sends `count` requests on each of `connections` connections, `window` in flight
+/// each, terminal `LD<tag><connection>`; returns every answer.
+pub async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    count: u32,
+    window: u32,
+    tag: &str,
+) -> Vec<Message> {
+    let accounts = approving_accounts();
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let (accounts, terminal) = (accounts.clone(), format!("LD{tag}{c:02}"));
+            tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let (mut sent, mut answers) = (0u32, Vec::new());
+                while (answers.len() as u32) < count {
+                    while sent < count && sent < answers.len() as u32 + window {
+                        sent += 1;
+                        let account = &accounts[(sent as usize + c) % accounts.len()];
+                        let mut message = request(sent, 1000 + u64::from(sent % 90), account);
+                        message.set(41, terminal.clone());
+                        assert!(client.try_send(&message).await, "switch closed the link");
+                    }
+                    answers.push(client.try_receive().await.expect("an answer"));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("load task"));
+    }
+    all
+}

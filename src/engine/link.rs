@@ -1,0 +1,411 @@
+//! One link to a prepaid engine: a task that keeps a connection to one address open,
+//! signs on with `0800`/`001`, sends echo tests when the link is idle, and reconnects
+//! with exponential backoff and jitter. Requests are exchanged like a jPOS MUX: each
+//! outgoing message is entered in a pending table under its DE11 + DE62, and a reply
+//! (`0230`, `0430`, `0810`) is handed to whoever waits for that key. A reply nobody
+//! waits for any more (late, after a timeout) or never did is logged and dropped. A link
+//! whose echo goes unanswered within the ack timeout, or whose peer closes, is marked
+//! down and every exchange waiting on it fails at once, so the caller can retransmit on
+//! the other link.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::advice::{self, ECHO, SIGN_OFF, SIGN_ON};
+use super::backoff::Backoff;
+use crate::config::BackoffConfig;
+use crate::framing::{Frame, FrameCodec, FramingError};
+use crate::iso8583::{self, Message, Spec};
+
+/// What a link needs to know.
+pub struct LinkSettings {
+    /// The engine's name, for logs.
+    pub engine: String,
+    /// The address.
+    pub address: SocketAddr,
+    /// Message spec.
+    pub spec: Arc<Spec>,
+    /// Framing.
+    pub codec: FrameCodec,
+    /// How long a sign-on, echo or exchange may wait for its reply.
+    pub ack_timeout: Duration,
+    /// Echo when nothing was received for this long.
+    pub echo_interval: Duration,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+    /// TLS towards the engine.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+/// Why an exchange got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The link is down (or went down while waiting).
+    #[error("link down")]
+    Down,
+    /// No reply within the ack timeout.
+    #[error("no reply within the ack timeout")]
+    Timeout,
+}
+
+/// A request and where its reply goes.
+struct Exchange {
+    message: Message,
+    reply: oneshot::Sender<Message>,
+}
+
+/// The handle the forwarder uses; cheap to clone.
+#[derive(Clone)]
+pub struct LinkHandle {
+    settings: Arc<LinkSettings>,
+    up: watch::Receiver<bool>,
+    requests: mpsc::Sender<Exchange>,
+    probe: Arc<Notify>,
+}
+
+impl LinkHandle {
+    /// The address, for logs and journal records.
+    pub fn address(&self) -> SocketAddr {
+        self.settings.address
+    }
+
+    /// Whether the link is signed on.
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// A receiver that changes when the link goes up or down.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
+    /// Sends `message` and waits up to the ack timeout for the reply with its DE11 and
+    /// DE62.
+    pub async fn exchange(&self, message: Message) -> Result<Message, ExchangeError> {
+        if !self.is_up() {
+            return Err(ExchangeError::Down);
+        }
+        let (reply, answer) = oneshot::channel();
+        let exchange = Exchange { message, reply };
+        if self.requests.send(exchange).await.is_err() {
+            return Err(ExchangeError::Down);
+        }
+        match tokio::time::timeout(self.settings.ack_timeout, answer).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(_)) => Err(ExchangeError::Down),
+            Err(_) => Err(ExchangeError::Timeout),
+        }
+    }
+
+    /// Asks the link to check itself with an echo now (after an ack timeout).
+    pub fn probe(&self) {
+        self.probe.notify_one();
+    }
+}
+
+/// Starts the link task; it runs until `shutdown`.
+pub fn spawn(settings: LinkSettings, shutdown: CancellationToken) -> LinkHandle {
+    let settings = Arc::new(settings);
+    let (up_tx, up) = watch::channel(false);
+    let (requests, incoming) = mpsc::channel(1024);
+    let probe = Arc::new(Notify::new());
+    let task = Task {
+        settings: settings.clone(),
+        up: up_tx,
+        incoming,
+        probe: probe.clone(),
+        shutdown,
+        stan: Arc::new(AtomicU32::new(seed() % 900_000)),
+    };
+    tokio::spawn(task.run());
+    LinkHandle {
+        settings,
+        up,
+        requests,
+        probe,
+    }
+}
+
+fn seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(1);
+    nanos.wrapping_mul(2_654_435_761)
+}
+
+/// A byte stream to an engine: TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+type Reader = FramedRead<tokio::io::ReadHalf<Box<dyn Stream>>, FrameCodec>;
+type Writer = FramedWrite<tokio::io::WriteHalf<Box<dyn Stream>>, FrameCodec>;
+
+struct Task {
+    settings: Arc<LinkSettings>,
+    up: watch::Sender<bool>,
+    incoming: mpsc::Receiver<Exchange>,
+    probe: Arc<Notify>,
+    shutdown: CancellationToken,
+    stan: Arc<AtomicU32>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let seed = u64::from(seed()) ^ u64::from(self.settings.address.port());
+        let mut backoff = Backoff::new(self.settings.backoff.clone(), seed);
+        while !self.shutdown.is_cancelled() {
+            match self.connect().await {
+                Ok((reader, writer)) => {
+                    let reason = self.session(reader, writer, &mut backoff).await;
+                    let _ = self.up.send(false);
+                    match reason {
+                        Ok(()) => break,
+                        Err(reason) => warn!(
+                            engine = %self.settings.engine,
+                            link = %self.settings.address,
+                            "link down: {reason}"
+                        ),
+                    }
+                }
+                Err(reason) => debug!(
+                    engine = %self.settings.engine,
+                    link = %self.settings.address,
+                    "connect failed: {reason}"
+                ),
+            }
+            self.refuse_for(backoff.next_delay()).await;
+        }
+    }
+
+    /// Waits out a backoff delay, failing every request that arrives meanwhile.
+    async fn refuse_for(&mut self, delay: Duration) {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(until) => return,
+                request = self.incoming.recv() => match request {
+                    Some(exchange) => drop(exchange),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<(Reader, Writer), String> {
+        let settings = &self.settings;
+        let tcp = tokio::time::timeout(settings.ack_timeout, TcpStream::connect(settings.address))
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &settings.tls {
+            None => Box::new(tcp),
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(
+                    settings.ack_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| "TLS handshake timed out".to_owned())?
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+                Box::new(tls)
+            }
+        };
+        let (reader, writer) = tokio::io::split(stream);
+        Ok((
+            FramedRead::new(reader, settings.codec),
+            FramedWrite::new(writer, settings.codec),
+        ))
+    }
+
+    fn next_stan(&self) -> u32 {
+        self.stan.fetch_add(1, Ordering::Relaxed) % 1_000_000
+    }
+
+    /// Signs on, then serves exchanges until the connection fails (`Err`) or shutdown.
+    async fn session(
+        &mut self,
+        mut reader: Reader,
+        mut writer: Writer,
+        backoff: &mut Backoff,
+    ) -> Result<(), String> {
+        let settings = self.settings.clone();
+        let sign_on = advice::network(SIGN_ON, self.next_stan(), chrono::Utc::now());
+        let key = advice::match_key(&sign_on);
+        send(&settings, &mut writer, &sign_on).await?;
+        let deadline = Instant::now() + settings.ack_timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, reader.next())
+                .await
+                .map_err(|_| "sign-on not answered".to_owned())?;
+            let reply = read(&settings, frame)?;
+            if let Some(reply) = reply.filter(|r| advice::match_key(r) == key) {
+                if reply.text(39) != Some("00") {
+                    return Err(format!("sign-on refused: {:?}", reply.text(39)));
+                }
+                break;
+            }
+        }
+        info!(engine = %settings.engine, link = %settings.address, "link up (signed on)");
+        let _ = self.up.send(true);
+        backoff.reset();
+        self.serve(reader, writer).await
+    }
+
+    async fn serve(&mut self, mut reader: Reader, mut writer: Writer) -> Result<(), String> {
+        let settings = self.settings.clone();
+        let mut pending: HashMap<(String, String), oneshot::Sender<Message>> = HashMap::new();
+        let mut last_heard = Instant::now();
+        let mut echo: Option<((String, String), Instant)> = None;
+        loop {
+            let echo_at = match &echo {
+                Some((_, deadline)) => *deadline,
+                None => last_heard + settings.echo_interval,
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    let off = advice::network(SIGN_OFF, self.next_stan(), chrono::Utc::now());
+                    let _ = send(&settings, &mut writer, &off).await;
+                    return Ok(());
+                }
+                request = self.incoming.recv() => {
+                    let Some(first) = request else { return Ok(()) };
+                    self.forward(first, &mut pending, &mut writer).await?;
+                }
+                frame = reader.next() => {
+                    last_heard = Instant::now();
+                    if let Some(reply) = read(&settings, frame)? {
+                        let key = advice::match_key(&reply);
+                        if echo.as_ref().is_some_and(|(k, _)| *k == key) {
+                            echo = None;
+                        } else {
+                            deliver(&settings, &mut pending, key, reply);
+                        }
+                    }
+                }
+                () = self.probe.notified(), if echo.is_none() => {
+                    echo = Some(self.send_echo(&mut writer).await?);
+                }
+                () = tokio::time::sleep_until(echo_at) => {
+                    if echo.is_some() {
+                        return Err("echo not answered within the ack timeout".into());
+                    }
+                    echo = Some(self.send_echo(&mut writer).await?);
+                }
+            }
+        }
+    }
+
+    /// Enters `first` and every request already queued in the pending table and writes
+    /// them with one flush.
+    async fn forward(
+        &mut self,
+        first: Exchange,
+        pending: &mut HashMap<(String, String), oneshot::Sender<Message>>,
+        writer: &mut Writer,
+    ) -> Result<(), String> {
+        if pending.len() > 4096 {
+            pending.retain(|_, waiter| !waiter.is_closed());
+        }
+        let mut next = Some(first);
+        let mut count = 0;
+        while let Some(exchange) = next.take() {
+            let body = iso8583::encode_to_bytes(&self.settings.spec, &exchange.message)
+                .map_err(|e| format!("encode: {e}"))?;
+            pending.insert(advice::match_key(&exchange.message), exchange.reply);
+            let frame = Frame {
+                header: Bytes::new(),
+                body,
+            };
+            writer.feed(frame).await.map_err(|e| e.to_string())?;
+            count += 1;
+            if count < 64 {
+                next = self.incoming.try_recv().ok();
+            }
+        }
+        SinkExt::<Frame>::flush(writer)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send_echo(
+        &mut self,
+        writer: &mut Writer,
+    ) -> Result<((String, String), Instant), String> {
+        let message = advice::network(ECHO, self.next_stan(), chrono::Utc::now());
+        send(&self.settings, writer, &message).await?;
+        Ok((
+            advice::match_key(&message),
+            Instant::now() + self.settings.ack_timeout,
+        ))
+    }
+}
+
+async fn send(
+    settings: &LinkSettings,
+    writer: &mut Writer,
+    message: &Message,
+) -> Result<(), String> {
+    let body =
+        iso8583::encode_to_bytes(&settings.spec, message).map_err(|e| format!("encode: {e}"))?;
+    let frame = Frame {
+        header: Bytes::new(),
+        body,
+    };
+    writer.send(frame).await.map_err(|e| e.to_string())
+}
+
+/// A frame read from the engine: `Ok(None)` for one that does not decode (logged).
+fn read(
+    settings: &LinkSettings,
+    frame: Option<Result<Frame, FramingError>>,
+) -> Result<Option<Message>, String> {
+    let frame = match frame {
+        None => return Err("closed by the engine".into()),
+        Some(Err(e)) => return Err(e.to_string()),
+        Some(Ok(frame)) => frame,
+    };
+    match iso8583::decode(&settings.spec, &frame.body) {
+        Ok(message) => Ok(Some(message)),
+        Err(e) => {
+            warn!(engine = %settings.engine, link = %settings.address, "undecodable reply: {e}");
+            Ok(None)
+        }
+    }
+}
+
+fn deliver(
+    settings: &LinkSettings,
+    pending: &mut HashMap<(String, String), oneshot::Sender<Message>>,
+    key: (String, String),
+    reply: Message,
+) {
+    let mti = reply.mti();
+    match pending.remove(&key) {
+        Some(waiter) => {
+            if waiter.send(reply).is_err() {
+                info!(engine = %settings.engine, link = %settings.address,
+                      "late reply {} for DE11 {} DE62 {}: its exchange had timed out", mti.as_str(), key.0, key.1);
+            }
+        }
+        None => info!(engine = %settings.engine, link = %settings.address,
+                      "unmatched reply {} for DE11 {} DE62 {}", mti.as_str(), key.0, key.1),
+    }
+}

@@ -1,0 +1,181 @@
+//! Forwarding approved credits to the prepaid engines (DESIGN.md §6): at least once on
+//! the wire, exactly once in effect. Each configured engine gets two [`link`]s and an
+//! [`outbox`] forwarder; the indexer hands every credit to its engine's forwarder
+//! through the [`Router`] as soon as the journal batch that approved it is durable.
+//! [`advice`] builds the outbound messages and [`backoff`] spaces reconnects and
+//! retries.
+
+pub mod advice;
+pub mod backoff;
+pub mod link;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::EngineConfig;
+use crate::framing::FrameCodec;
+use crate::iso8583::Spec;
+use crate::journal::Journal;
+use crate::record::Credit;
+use crate::store::{Store, StoreError};
+use link::{LinkHandle, LinkSettings};
+use outbox::{Forwarder, Tally};
+
+/// Hands credits to their engine's forwarder.
+#[derive(Clone, Default)]
+pub struct Router {
+    engines: HashMap<String, mpsc::UnboundedSender<Credit>>,
+}
+
+impl Router {
+    /// Queues `credit` for its engine. A credit for an engine that is not running (the
+    /// config changed) stays in the outbox index and is logged.
+    pub fn route(&self, credit: Credit) {
+        match self.engines.get(&credit.engine) {
+            Some(queue) => {
+                if let Err(e) = queue.send(credit) {
+                    warn!(engine = %e.0.engine, "forwarder stopped; credit stays in the outbox");
+                }
+            }
+            None => {
+                warn!(engine = %credit.engine, "no such engine configured; credit stays in the outbox")
+            }
+        }
+    }
+}
+
+/// What the forwarders are started from: made before the data directory opens, so the
+/// indexer can route from its first batch.
+pub struct Plan {
+    configs: Vec<EngineConfig>,
+    queues: Vec<mpsc::UnboundedReceiver<Credit>>,
+}
+
+/// Channels for every configured engine: the router for the indexer, the plan for
+/// [`start`].
+pub fn plan(configs: &[EngineConfig]) -> (Router, Plan) {
+    let mut router = Router::default();
+    let mut queues = Vec::new();
+    for config in configs {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        router.engines.insert(config.name.clone(), sender);
+        queues.push(receiver);
+    }
+    let plan = Plan {
+        configs: configs.to_vec(),
+        queues,
+    };
+    (router, plan)
+}
+
+/// A running engine: its links and counters.
+pub struct Running {
+    /// The engine's name.
+    pub name: String,
+    /// Its links, primary first.
+    pub links: Vec<LinkHandle>,
+    /// Forwarding counters.
+    pub tally: Arc<Tally>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits for the forwarder to stop (after the shutdown token was cancelled).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Its spec or TLS files.
+    #[error("engine {engine}: {reason}")]
+    Setup {
+        /// The engine.
+        engine: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Reading its outbox.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Starts every engine's links and forwarder; the backlog comes from the outbox index.
+pub fn start(
+    plan: Plan,
+    journal: &Journal,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> Result<Vec<Running>, EngineError> {
+    let mut running = Vec::new();
+    for (config, queue) in plan.configs.into_iter().zip(plan.queues) {
+        let links = links(&config, shutdown)?;
+        let tally = Arc::new(Tally::default());
+        let forwarder = Forwarder {
+            engine: config.name.clone(),
+            links: links.clone(),
+            journal: journal.clone(),
+            backoff: config.retry_backoff.clone(),
+            tally: tally.clone(),
+        };
+        let backlog = store.outbox(&config.name)?;
+        let task = tokio::spawn(forwarder.run(backlog, queue, shutdown.clone()));
+        running.push(Running {
+            name: config.name,
+            links,
+            tally,
+            task,
+        });
+    }
+    Ok(running)
+}
+
+fn links(
+    config: &EngineConfig,
+    shutdown: &CancellationToken,
+) -> Result<Vec<LinkHandle>, EngineError> {
+    let setup = |reason: String| EngineError::Setup {
+        engine: config.name.clone(),
+        reason,
+    };
+    let spec = Arc::new(Spec::resolve(&config.spec).map_err(|e| setup(e.to_string()))?);
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => {
+            let pair = tls.cert.as_deref().zip(tls.key.as_deref());
+            let client =
+                crate::tls::client_config(&tls.ca, pair).map_err(|e| setup(e.to_string()))?;
+            let name = ServerName::try_from(tls.server_name.clone())
+                .map_err(|e| setup(format!("tls.server_name: {e}")))?;
+            Some((TlsConnector::from(client), name))
+        }
+    };
+    Ok(config
+        .links
+        .iter()
+        .map(|&address| {
+            let settings = LinkSettings {
+                engine: config.name.clone(),
+                address,
+                spec: spec.clone(),
+                codec: FrameCodec::new(config.framing),
+                ack_timeout: config.ack_timeout,
+                echo_interval: config.echo_interval,
+                backoff: config.retry_backoff.clone(),
+                tls: tls.clone(),
+            };
+            link::spawn(settings, shutdown.clone())
+        })
+        .collect())
+}

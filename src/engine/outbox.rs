@@ -1,0 +1,228 @@
+//! The outbox forwarder of one prepaid engine. Credits arrive as soon as the journal
+//! batch that approved them is durable (and, after a restart, from the outbox index);
+//! each is delivered by a task of its own, several in flight: a `0220` on a healthy
+//! link (the primary when it is up), and without an ack within the ack timeout a
+//! `0221` with the same DE11 and DE62 on the other link, then retries with backoff on
+//! whichever link is up, for as long as it takes. A credit found in the outbox at start
+//! may have been sent before the restart, so it goes out as `0221`. Every send and every
+//! ack is journaled; an ack removes the outbox entry. The engine applies each DE62 once,
+//! so a retransmission that crosses a late ack is harmless.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::advice;
+use super::backoff::Backoff;
+use super::link::{ExchangeError, LinkHandle};
+use crate::config::BackoffConfig;
+use crate::journal::Journal;
+use crate::record::{Credit, Delivery, Record};
+
+/// Credits of one engine in flight at once.
+const IN_FLIGHT: usize = 256;
+
+/// Counters of one engine's forwarding, for metrics and status.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Credits waiting for an ack (queued or in flight).
+    pub outstanding: AtomicU64,
+    /// First sends (`0220`).
+    pub sent: AtomicU64,
+    /// Retransmissions (`0221`).
+    pub retransmitted: AtomicU64,
+    /// Acks received.
+    pub acked: AtomicU64,
+    /// Milliseconds since the epoch when the oldest outstanding credit was queued (0
+    /// when none is; approximate: the earliest still in flight).
+    pub oldest_ms: AtomicU64,
+}
+
+/// One engine's forwarder.
+pub struct Forwarder {
+    /// The engine.
+    pub engine: String,
+    /// Its links, primary first.
+    pub links: Vec<LinkHandle>,
+    /// Where sends and acks are recorded.
+    pub journal: Journal,
+    /// Retry backoff.
+    pub backoff: BackoffConfig,
+    /// Counters.
+    pub tally: Arc<Tally>,
+}
+
+impl Forwarder {
+    /// Delivers `backlog` (as repeats) and then every credit from `credits` until
+    /// `shutdown`; undelivered credits stay in the outbox for the next start.
+    pub async fn run(
+        self,
+        backlog: Vec<Credit>,
+        mut credits: mpsc::UnboundedReceiver<Credit>,
+        shutdown: CancellationToken,
+    ) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+        let tasks = TaskTracker::new();
+        if !backlog.is_empty() {
+            info!(engine = %this.engine, "{} undelivered credit(s) from the outbox", backlog.len());
+        }
+        let start = |credit: Credit, repeat: bool| {
+            let (this, permits) = (this.clone(), permits.clone());
+            this.tally.outstanding.fetch_add(1, Ordering::Relaxed);
+            let queued = now_ms();
+            let _ = this.tally.oldest_ms.compare_exchange(
+                0,
+                queued,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = this.deliver(credit, repeat, &permits) => {}
+                }
+            });
+        };
+        for credit in backlog {
+            start(credit, true);
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                credit = credits.recv() => match credit {
+                    Some(credit) => start(credit, false),
+                    None => break,
+                },
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Sends one credit until an engine acknowledges it.
+    async fn deliver(&self, credit: Credit, repeat: bool, permits: &Semaphore) {
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        let seed = credit
+            .confirmation
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+        let mut backoff = Backoff::new(self.backoff.clone(), seed);
+        let mut previous: Option<usize> = None;
+        for attempt in 1u32.. {
+            let index = self.choose(previous).await;
+            let link = &self.links[index];
+            let repeat = repeat || attempt > 1;
+            let message = advice::credit(&credit, repeat, chrono::Utc::now());
+            self.record_send(&credit, link, message.mti().as_str(), attempt);
+            match link.exchange(message).await {
+                Ok(reply) if reply.text(39) == Some("00") => {
+                    self.record_ack(&credit, link, reply.mti().as_str(), attempt);
+                    return;
+                }
+                Ok(reply) => {
+                    warn!(engine = %self.engine, link = %link.address(), confirmation = %credit.confirmation,
+                          "engine answered {:?}; retrying", reply.text(39));
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(ExchangeError::Timeout) => {
+                    warn!(engine = %self.engine, link = %link.address(), confirmation = %credit.confirmation,
+                          "no ack within the ack timeout; retransmitting");
+                    link.probe();
+                    if attempt >= 2 {
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                }
+                Err(ExchangeError::Down) => {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+            previous = Some(index);
+        }
+    }
+
+    /// The link for the next attempt: the primary (or any up link) first, then the
+    /// other link than last time when it is up; waits while every link is down.
+    async fn choose(&self, previous: Option<usize>) -> usize {
+        loop {
+            let up: Vec<usize> = (0..self.links.len())
+                .filter(|&i| self.links[i].is_up())
+                .collect();
+            let pick = match previous {
+                None => up.first().copied(),
+                Some(last) => up
+                    .iter()
+                    .copied()
+                    .find(|&i| i != last)
+                    .or(up.first().copied()),
+            };
+            if let Some(index) = pick {
+                return index;
+            }
+            self.any_change().await;
+        }
+    }
+
+    /// Returns when some link's state changes (or after a second, to look again).
+    async fn any_change(&self) {
+        let mut watches: Vec<_> = self.links.iter().map(LinkHandle::watch).collect();
+        let changes =
+            futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes).await;
+    }
+
+    fn record_send(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) {
+        let counter = if attempt == 1 && mti == "0220" {
+            &self.tally.sent
+        } else {
+            &self.tally.retransmitted
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.journal_delivery(Record::CreditSent(
+            self.delivery(credit, link, mti, attempt),
+        ));
+    }
+
+    fn record_ack(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) {
+        self.tally.acked.fetch_add(1, Ordering::Relaxed);
+        if self.tally.outstanding.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.tally.oldest_ms.store(0, Ordering::Relaxed);
+        }
+        self.journal_delivery(Record::CreditAcked(
+            self.delivery(credit, link, mti, attempt),
+        ));
+    }
+
+    fn delivery(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) -> Delivery {
+        Delivery {
+            engine: self.engine.clone(),
+            confirmation: credit.confirmation.clone(),
+            mti: mti.to_owned(),
+            link: link.address().to_string(),
+            attempt,
+            at_ms: now_ms() as i64,
+        }
+    }
+
+    /// Journals a send or ack without waiting for the sync: losing one in a crash only
+    /// means the credit is sent again as a repeat, which the engine answers `00`.
+    fn journal_delivery(&self, record: Record) {
+        if let Err(e) = self.journal.append(&record.to_bytes()) {
+            warn!(engine = %self.engine, "journal: {e}");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

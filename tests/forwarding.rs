@@ -1,0 +1,227 @@
+//! Exactly-once forwarding to a prepaid engine over real loopback sockets: a switch and
+//! the engine simulator (two listeners = the two links) run in this process while the
+//! links misbehave. In every case each approved confirmation number must appear exactly
+//! once in the simulator's ledger, and none may be missing once the links recover.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use replenish::config::Config;
+use replenish::framing::{FrameCodec, LengthHeader};
+use replenish::iso8583::{Message, Spec};
+use replenish::simulator::{self, Faults, SimConfig, Simulator};
+use support::{Switch, free_port, import_samples, load};
+use tokio_util::sync::CancellationToken;
+
+/// A switch config with one engine serving every carrier over `links`, short timers.
+fn config(dir: &Path, links: &[SocketAddr]) -> Config {
+    let links: Vec<String> = links.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        r#"
+data_dir = "{dir}/data"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+
+[[engine]]
+name = "prepaid"
+carriers = ["*"]
+links = [{links}]
+ack_timeout = "400ms"
+echo_interval = "1s"
+
+[engine.retry_backoff]
+initial = "50ms"
+max = "500ms"
+
+[limits]
+daily_count = 1000000
+daily_amount = 1000000000000
+"#,
+        dir = dir.display(),
+        port = free_port(),
+        links = links.join(", ")
+    );
+    Config::from_toml(&text, "forwarding.toml").expect("config")
+}
+
+/// A running simulator and how to stop it.
+struct Engine {
+    simulator: Simulator,
+    stop: CancellationToken,
+}
+
+impl Engine {
+    async fn start(ledger: &Path, listen: &[SocketAddr]) -> Engine {
+        let stop = CancellationToken::new();
+        let config = SimConfig {
+            listen: listen.to_vec(),
+            ledger: ledger.to_path_buf(),
+            spec: Arc::new(Spec::resolve("iso87ascii").expect("spec")),
+            codec: FrameCodec::new(LengthHeader::Binary2),
+            sync: false,
+        };
+        let simulator = simulator::start(config, stop.clone())
+            .await
+            .expect("engine-sim");
+        Engine { simulator, stop }
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.simulator.listeners.iter().map(|(a, _)| *a).collect()
+    }
+
+    fn faults(&self, link: usize) -> &Faults {
+        &self.simulator.listeners[link].1
+    }
+}
+
+fn loopback_pair() -> Vec<SocketAddr> {
+    (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
+        .collect()
+}
+
+fn approved(answers: &[Message]) -> BTreeSet<String> {
+    answers
+        .iter()
+        .filter(|m| m.text(39) == Some("00"))
+        .filter_map(|m| m.text(62).map(str::to_owned))
+        .collect()
+}
+
+/// Confirmation number → how many credit lines the ledger holds for it.
+fn ledger_counts(ledger: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(ledger).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let entry: simulator::Entry = serde_json::from_str(line).expect("ledger line");
+        assert_eq!(entry.kind, "credit");
+        *counts.entry(entry.confirmation).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until every approval is in the ledger, then checks: each exactly once and
+/// nothing else.
+async fn assert_exactly_once(ledger: &Path, approvals: &BTreeSet<String>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = ledger_counts(ledger);
+        let missing = approvals
+            .iter()
+            .filter(|c| !counts.contains_key(*c))
+            .count();
+        if missing == 0 {
+            let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+            assert!(twice.is_empty(), "credited more than once: {twice:?}");
+            let unknown: Vec<_> = counts.keys().filter(|c| !approvals.contains(*c)).collect();
+            assert!(unknown.is_empty(), "credited without approval: {unknown:?}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} of {} approvals never reached the engine",
+            approvals.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A switch on a fresh directory with the sample data, engine links to `links`.
+async fn switch(dir: &Path, links: &[SocketAddr]) -> Switch {
+    let config = config(dir, links);
+    import_samples(&config);
+    Switch::start(config).await
+}
+
+fn ledger_path(dir: &Path) -> PathBuf {
+    dir.join("ledger.jsonl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_approval_is_credited_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::start(&ledger_path(dir.path()), &loopback_pair()).await;
+    let switch = switch(dir.path(), &engine.addrs()).await;
+    let answers = load(switch.addr, 4, 250, 16, "A").await;
+    let approvals = approved(&answers);
+    assert_eq!(approvals.len(), 1000, "the sample accounts approve");
+    assert_exactly_once(&ledger_path(dir.path()), &approvals).await;
+    let config = switch.stop().await;
+    let store = replenish::store::Store::open(&config.data_dir.join("index")).expect("index");
+    assert!(
+        store.outbox("prepaid").expect("outbox").is_empty(),
+        "acks empty the outbox"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_stops_answering_mid_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::start(&ledger_path(dir.path()), &loopback_pair()).await;
+    let switch = switch(dir.path(), &engine.addrs()).await;
+    let mut answers = load(switch.addr, 2, 150, 16, "B").await;
+    engine.faults(0).silent.store(true, Ordering::Relaxed);
+    answers.extend(load(switch.addr, 2, 150, 16, "C").await);
+    assert_exactly_once(&ledger_path(dir.path()), &approved(&answers)).await;
+    switch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_is_closed_mid_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::start(&ledger_path(dir.path()), &loopback_pair()).await;
+    let switch = switch(dir.path(), &engine.addrs()).await;
+    let mut answers = load(switch.addr, 2, 150, 16, "D").await;
+    engine.faults(0).close_every.store(7, Ordering::Relaxed);
+    answers.extend(load(switch.addr, 2, 300, 16, "E").await);
+    assert_exactly_once(&ledger_path(dir.path()), &approved(&answers)).await;
+    switch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_arriving_after_the_timeout_cause_no_second_credit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::start(&ledger_path(dir.path()), &loopback_pair()).await;
+    for link in 0..2 {
+        engine
+            .faults(link)
+            .delay_ack_ms
+            .store(700, Ordering::Relaxed);
+    }
+    let switch = switch(dir.path(), &engine.addrs()).await;
+    let answers = load(switch.addr, 2, 100, 16, "F").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for link in 0..2 {
+        engine.faults(link).delay_ack_ms.store(0, Ordering::Relaxed);
+    }
+    assert_exactly_once(&ledger_path(dir.path()), &approved(&answers)).await;
+    switch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_wait_for_an_engine_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = ledger_path(dir.path());
+    let addrs = loopback_pair();
+    let engine = Engine::start(&ledger, &addrs).await;
+    let switch = switch(dir.path(), &addrs).await;
+    let mut answers = load(switch.addr, 2, 100, 16, "G").await;
+    engine.stop.cancel();
+    drop(engine);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    answers.extend(load(switch.addr, 2, 100, 16, "H").await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _engine = Engine::start(&ledger, &addrs).await;
+    assert_exactly_once(&ledger, &approved(&answers)).await;
+    switch.stop().await;
+}
