@@ -32,15 +32,11 @@ fn active_accounts() -> Vec<String> {
 
 /// A config with limits no load here reaches, written to `dir/replenish.toml`.
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-data_dir = "{dir}/data"
+    write_config_with(dir, port, DUMMY_ENGINES)
+}
 
-[[acquirer]]
-name = "bank-a"
-listen = "127.0.0.1:{port}"
-acquirer_id = "00012345"
-
+/// Engines that are never reachable: credits stay in the outbox.
+const DUMMY_ENGINES: &str = r#"
 [[engine]]
 name = "engine-a"
 carriers = ["carrier-a"]
@@ -50,7 +46,18 @@ links = ["127.0.0.1:1"]
 name = "engine-b"
 carriers = ["carrier-b"]
 links = ["127.0.0.1:3"]
+"#;
 
+fn write_config_with(dir: &Path, port: u16, engines: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+data_dir = "{dir}/data"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+{engines}
 [limits]
 daily_count = 1000000
 daily_amount = 1000000000000
@@ -277,4 +284,138 @@ async fn sigterm_answers_what_is_in_flight_then_exits_0() {
     }
     server.kill().expect("kill");
     server.wait().expect("reaped");
+}
+
+/// Starts `replenish engine-sim` on two loopback ports with `ledger`.
+async fn engine_sim(links: &[SocketAddr; 2], ledger: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("sim log");
+    let child = replenish(&["engine-sim"])
+        .args([
+            "--listen",
+            &links[0].to_string(),
+            "--listen",
+            &links[1].to_string(),
+        ])
+        .arg("--ledger")
+        .arg(ledger)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start engine-sim");
+    for addr in links {
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_credits_every_approval_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let links: [SocketAddr; 2] =
+        [0, 1].map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+    let engines = format!(
+        "\n[[engine]]\nname = \"prepaid\"\ncarriers = [\"*\"]\nlinks = [\"{}\", \"{}\"]\nack_timeout = \"500ms\"\n",
+        links[0], links[1]
+    );
+    let config_path = write_config_with(dir.path(), port, &engines);
+    import(&config_path);
+    let (log, ledger) = (
+        dir.path().join("serve.log"),
+        dir.path().join("ledger.jsonl"),
+    );
+    let mut sim = engine_sim(&links, &ledger, &dir.path().join("sim.log")).await;
+    let accounts = active_accounts();
+
+    let mut server = serve(&config_path, addr, &log).await;
+    let pumps: Vec<_> = (0..3)
+        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 16)))
+        .collect();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&ledger)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 1500
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    let mut before = Vec::new();
+    for pump in pumps {
+        before.push(pump.await.expect("pump"));
+    }
+
+    // Restart: answered requests are repeated identically; the outbox drains.
+    let mut server = serve(&config_path, addr, &log).await;
+    for (connection, answers) in before.iter().enumerate() {
+        let mut client = Client::connect(addr).await;
+        for (&stan, answer) in answers {
+            let again = client.exchange(&nth(connection, stan, &accounts)).await;
+            assert_eq!(&again, answer, "connection {connection} STAN {stan}");
+        }
+    }
+    let approvals = confirmations(&before);
+    assert!(approvals.len() >= 1000, "{} approvals", approvals.len());
+    // Every approval the switch ever made: those answered, and those decided but
+    // unanswered at the kill (in the outbox or already sent).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let credited = loop {
+        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let entry: replenish::simulator::Entry =
+                    serde_json::from_str(l).expect("ledger line");
+                entry.confirmation
+            })
+            .collect();
+        let unique: BTreeSet<String> = lines.iter().cloned().collect();
+        assert_eq!(unique.len(), lines.len(), "a confirmation credited twice");
+        if approvals.is_subset(&unique) {
+            break unique;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "approvals missing from the ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Let in-flight credits (decided but unanswered at the kill) finish too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(server.wait().expect("reaped").success());
+    let config = Config::load(&config_path).expect("config");
+    let store = Store::open(&config.data_dir.join("index")).expect("index");
+    let pending: Vec<String> = store
+        .outbox("prepaid")
+        .expect("outbox")
+        .into_iter()
+        .map(|c| c.confirmation)
+        .collect();
+    for confirmation in &credited {
+        assert!(
+            store
+                .by_confirmation(confirmation)
+                .expect("index")
+                .is_some(),
+            "{confirmation} credited but never approved"
+        );
+    }
+    assert!(
+        pending.is_empty(),
+        "every credit acked, outbox empty: {pending:?}"
+    );
+    sim.kill().expect("kill sim");
+    sim.wait().expect("reaped");
 }
