@@ -294,13 +294,16 @@ impl Decoder for FrameCodec {
         let declared = self.check_declared(self.length_header.read(prefix)?)?;
         let frame_end = prefix_len + declared;
         if src.len() < frame_end {
-            if src.capacity() < frame_end {
-                // Not `src.reserve`: that keeps the frames already consumed in front of
-                // `src` inside the allocation and may double the whole of it, so a peer
-                // mixing short and long frames could grow the buffer to several maximum
-                // frames. Move the partial frame into a buffer of one maximum frame
-                // (`declared` is within `max_frame` here, so it fits).
-                let mut fresh = BytesMut::with_capacity(prefix_len + self.max_frame);
+            // While a frame is incomplete the buffer is exactly one maximum frame (prefix
+            // included), so the frame fits. Not `src.reserve`: that keeps the frames
+            // already consumed in front of `src` inside the allocation, and any later
+            // growth doubles that too, so a peer mixing short and long frames could grow
+            // the buffer to several maximum frames. Moving the partial frame into a new
+            // buffer happens once per incomplete frame (appending never changes the
+            // capacity), and `declared` is within `max_frame` here.
+            let one_frame = prefix_len + self.max_frame;
+            if src.capacity() != one_frame {
+                let mut fresh = BytesMut::with_capacity(one_frame);
                 fresh.extend_from_slice(src);
                 *src = fresh;
             }

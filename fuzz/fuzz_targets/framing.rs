@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
                 loop {
                     assert!(buf.len() <= max, "buffered {} > {max}", buf.len());
                     // Growth may double the allocation, but never past twice the bound.
-                    assert!(buf.capacity() <= 2 * max, "capacity {} > 2 * {max}", buf.capacity());
+                    assert!(
+                        buf.capacity() <= 2 * max,
+                        "capacity {} > 2 * {max}",
+                        buf.capacity()
+                    );
                     match codec.decode(&mut buf) {
                         Ok(Some(frame)) => {
                             assert!(frame.header.len() + frame.body.len() <= codec.max_frame());

@@ -25,5 +25,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let encoded = encode_to_bytes(spec, &first).expect("a decoded message must re-encode");
     let second = decode(spec, &encoded).expect("a re-encoded message must decode");
-    assert_eq!(first, second, "decode -> encode -> decode changed the message");
+    assert_eq!(
+        first, second,
+        "decode -> encode -> decode changed the message"
+    );
 });
