@@ -76,8 +76,14 @@ pub fn import(config: &Config, table: Table, file: &Path) -> Result<usize, Impor
             (Record::LocationsImported { locations }, count)
         }
     };
-    let data = DataDir::open(config)?;
-    data.commit(&[record])?;
-    data.close()?;
+    commit(config, &[record])?;
     Ok(count)
+}
+
+/// Journals `records` into the data directory of `config` and indexes them (the switch
+/// must not be running on it).
+pub fn commit(config: &Config, records: &[Record]) -> Result<(), ServeError> {
+    let data = DataDir::open(config)?;
+    data.commit(records)?;
+    data.close()
 }

@@ -17,7 +17,7 @@ use crate::framing::FrameCodec;
 use crate::iso8583::{self, Message, Spec};
 use crate::load::{self, LoadPlan, LoadReport, Pace};
 use crate::record::Record;
-use crate::server::{self, DataDir, ServeError};
+use crate::server::{self, ServeError};
 use crate::switch::accounts::{Account, AccountStatus, Location};
 use crate::switch::confirmation::luhn_check_digit;
 
@@ -148,13 +148,9 @@ async fn seed(config: &Config, accounts: &[Account]) -> Result<(), BenchError> {
         },
     ];
     let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        let data = DataDir::open(&config)?;
-        data.commit(&records)?;
-        data.close()
-    })
-    .await
-    .map_err(|e| BenchError::Setup(format!("seed task: {e}")))??;
+    tokio::task::spawn_blocking(move || crate::admin::commit(&config, &records))
+        .await
+        .map_err(|e| BenchError::Setup(format!("seed task: {e}")))??;
     Ok(())
 }
 

@@ -8,7 +8,9 @@
 pub mod acquirer;
 pub mod admin;
 pub mod bench;
+pub mod client;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod exceptions;
 pub mod framing;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use replenish::admin::{self, ImportError, Table};
 use replenish::bench::{self, BenchPlan};
+use replenish::client;
 use replenish::config::Config;
 use replenish::framing::{FrameCodec, LengthHeader};
 use replenish::inspect::{self, Listing};
@@ -92,6 +93,50 @@ enum Command {
         accounts: Option<PathBuf>,
         #[command(flatten)]
         pacing: Pacing,
+    },
+    /// The main job end to end: engine simulator + switch (embedded default config) in
+    /// one process, a batch of replenishments, and what happened.
+    Demo {
+        /// Replenishment requests to send.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Keep the data (journal, indexes, logs, engine ledger) here instead of a
+        /// scratch directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Send one message to a switch and print the response, decoded (PAN masked).
+    Send {
+        /// The acquirer listener.
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        to: SocketAddr,
+        /// Spec of the listener.
+        #[arg(long, default_value = "iso87ascii")]
+        spec: String,
+        /// Framing of the listener.
+        #[arg(long, default_value = "binary2")]
+        framing: LengthHeader,
+        /// Start from this JSON message instead of the reference 0200 (`-` for stdin).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The MTI, e.g. 0220.
+        #[arg(long)]
+        mti: Option<String>,
+        /// DE2, the prepaid account card number.
+        #[arg(long)]
+        pan: Option<String>,
+        /// DE4 in minor units, e.g. 2500 for 25.00.
+        #[arg(long)]
+        amount: Option<u64>,
+        /// DE11; give the same STAN (and --field 7=...) again to send a repeat.
+        #[arg(long)]
+        stan: Option<u32>,
+        /// Any field: --field 42=LOC000000001234 (repeatable).
+        #[arg(long = "field", value_parser = client::parse_field)]
+        fields: Vec<(u8, String)>,
+        /// Seconds to wait for the response.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// A prepaid engine simulator: applies each DE62 once, appends to a JSON-lines ledger.
     EngineSim {
@@ -297,6 +342,33 @@ fn run(command: Command) -> Result<(), Failure> {
             pacing,
         } => load(to, spec, framing, accounts, pacing),
         Command::Bench { accounts, pacing } => bench(accounts, pacing),
+        Command::Demo { requests, data_dir } => demo(requests, data_dir),
+        Command::Send {
+            to,
+            spec,
+            framing,
+            json,
+            mti,
+            pan,
+            amount,
+            stan,
+            fields,
+            timeout,
+        } => {
+            let mut overrides = client::Overrides {
+                mti,
+                fields: Vec::new(),
+            };
+            overrides.fields.extend(pan.map(|p| (2, p)));
+            overrides
+                .fields
+                .extend(amount.map(|a| (4, format!("{a:012}"))));
+            overrides
+                .fields
+                .extend(stan.map(|s| (11, format!("{:06}", s % 1_000_000))));
+            overrides.fields.extend(fields);
+            send(to, &spec, framing, json, &overrides, timeout)
+        }
         Command::EngineSim {
             listen,
             ledger,
@@ -380,6 +452,61 @@ fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
     report_load(&report, pacing.json.as_deref())
+}
+
+fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
+    logging::init("warn");
+    let summary = runtime()?
+        .block_on(replenish::demo::run(requests, data_dir))
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    println!("{summary}");
+    if summary.credited_twice > 0 || summary.credited < summary.approved.len() {
+        return Err(Failure::Other(
+            "the engine ledger does not match the approvals".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn send(
+    to: SocketAddr,
+    spec: &str,
+    framing: LengthHeader,
+    json: Option<PathBuf>,
+    overrides: &client::Overrides,
+    timeout: u64,
+) -> Result<(), Failure> {
+    let spec = load_spec(spec)?;
+    let template = match json {
+        None => bench::reference_request(&spec).map_err(|e| Failure::Other(e.to_string()))?,
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                let mut text = String::new();
+                io::stdin().read_to_string(&mut text).map(|_| text)
+            } else {
+                std::fs::read_to_string(&path)
+            }
+            .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+            replenish::iso8583::from_json_str(&spec, &text)
+                .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?
+        }
+    };
+    let request = client::build(&template, overrides).map_err(|e| Failure::Input(e.to_string()))?;
+    let wait = Duration::from_secs(timeout);
+    let answer = runtime()?
+        .block_on(client::exchange(
+            to,
+            &spec,
+            FrameCodec::new(framing),
+            &request,
+            wait,
+        ))
+        .map_err(|e| match e {
+            client::ClientError::Message(m) => Failure::Input(m),
+            other => Failure::Other(other.to_string()),
+        })?;
+    println!("{}", replenish::iso8583::pretty(&spec, &answer));
+    Ok(())
 }
 
 fn engine_sim(

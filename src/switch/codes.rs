@@ -39,6 +39,26 @@ pub enum ResponseCode {
 }
 
 impl ResponseCode {
+    /// A few words for people reading a summary.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ResponseCode::Approved => "approved",
+            ResponseCode::InvalidTransaction => "invalid transaction",
+            ResponseCode::InvalidAmount => "invalid amount or currency",
+            ResponseCode::InvalidAccount => "unknown account or bad check digit",
+            ResponseCode::NoOriginal => "original not found",
+            ResponseCode::FormatError => "format error",
+            ResponseCode::Expired => "account expired",
+            ResponseCode::NotPermitted => "not activated, blocked or no MIN",
+            ResponseCode::LocationNotAuthorized => "location not authorized",
+            ResponseCode::OverAmountLimit => "over the amount limit",
+            ResponseCode::OverFrequencyLimit => "over the daily count",
+            ResponseCode::Unavailable => "no engine for the carrier",
+            ResponseCode::Duplicate => "key reused with other content",
+            ResponseCode::Malfunction => "system malfunction",
+        }
+    }
+
     /// The two characters of DE39.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,104 @@
+//! The `replenish` command line as an operator meets it: exit codes, the file, line and
+//! field named on bad input, imports that are all or nothing, and the demo that runs the
+//! whole job on the embedded default config.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn replenish(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_replenish"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run replenish")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:8583\"\nframing = \"binary3\"\n",
+    )
+    .expect("write");
+    let output = replenish(&["check-config", "bad.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("bad.toml:4"), "{stderr}");
+    assert!(stderr.contains("binary3"), "{stderr}");
+
+    let good = replenish(
+        &["check-config", "fixtures/configs/default.toml"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    assert!(good.status.success(), "{good:?}");
+}
+
+#[test]
+fn an_import_with_bad_rows_names_them_and_imports_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("accounts.csv"),
+        "account,min,carrier,status,expiry\n\
+         4761739001010010,2065550101,carrier-a,active,2030-12\n\
+         4761739001010011,2065550102,carrier-a,active,2030-12\n\
+         4761739001010028,2065550103,carrier-a,sleeping,2030-12\n",
+    )
+    .expect("write");
+    let output = replenish(&["accounts", "import", "accounts.csv"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("accounts.csv:3: account"), "{stderr}");
+    assert!(stderr.contains("accounts.csv:4: status"), "{stderr}");
+    assert!(
+        !stderr.contains("4761739001010011"),
+        "account numbers stay out of errors: {stderr}"
+    );
+
+    // Nothing of the bad file arrived: importing only the good row reports one row.
+    std::fs::write(
+        dir.path().join("good.csv"),
+        "account,min,carrier,status,expiry\n4761739001010010,2065550101,carrier-a,active,2030-12\n",
+    )
+    .expect("write");
+    let output = replenish(&["accounts", "import", "good.csv"], dir.path());
+    assert!(output.status.success(), "{output:?}");
+    assert!(text(&output.stdout).contains("1 row(s) imported"));
+}
+
+#[test]
+fn the_demo_credits_every_approval_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = replenish(
+        &["demo", "--requests", "120", "--data-dir", "demo"],
+        dir.path(),
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("sent 120 replenishment requests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 credited twice"), "{stdout}");
+    let ledger =
+        std::fs::read_to_string(dir.path().join("demo/engine-ledger.jsonl")).expect("ledger");
+    let approved = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("00 approved"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("approved count");
+    assert_eq!(ledger.lines().count(), approved);
+    let exceptions =
+        std::fs::read_to_string(dir.path().join("demo/exceptions.jsonl")).expect("exceptions");
+    assert_eq!(
+        exceptions.lines().count(),
+        120 - approved,
+        "every decline is in the exception log"
+    );
+}
