@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::framing::{Frame, FrameCodec};
 use crate::iso8583::{self, DecodeError, Message, Spec};
+use crate::metrics::Metrics;
 use crate::switch::ResponseCode;
 use crate::switch::classify::{Kind, NetworkAction, classify};
 use crate::switch::decide::{Decider, Link, Outcome, SwitchError};
@@ -46,6 +47,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Mutual TLS, when configured.
     pub tls: Option<TlsAcceptor>,
+    /// Where responses are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What every session of a listener shares.
@@ -274,6 +277,8 @@ async fn send_response(
     message: Option<Message>,
 ) {
     let Some(message) = message else { return };
+    let code = message.text(39).unwrap_or("");
+    (settings.metrics).response(&settings.link.name, message.mti().as_str(), code);
     match iso8583::encode_to_bytes(&settings.spec, &message) {
         Ok(body) => {
             let frame = Frame {

@@ -20,6 +20,7 @@ pub mod iso8583;
 pub mod journal;
 pub mod load;
 pub mod logging;
+pub mod metrics;
 pub mod record;
 pub mod server;
 pub mod simulator;

@@ -138,6 +138,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Print a running switch's engines (outbox, links) and response counts.
+    Status {
+        /// The switch's metrics address ([metrics] listen).
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        metrics: SocketAddr,
+    },
     /// A prepaid engine simulator: applies each DE62 once, appends to a JSON-lines ledger.
     EngineSim {
         /// Address to listen on (repeat for a second link).
@@ -343,6 +349,11 @@ fn run(command: Command) -> Result<(), Failure> {
         } => load(to, spec, framing, accounts, pacing),
         Command::Bench { accounts, pacing } => bench(accounts, pacing),
         Command::Demo { requests, data_dir } => demo(requests, data_dir),
+        Command::Status { metrics } => {
+            let status = replenish::metrics::fetch_status(metrics).map_err(Failure::Other)?;
+            print!("{status}");
+            Ok(())
+        }
         Command::Send {
             to,
             spec,

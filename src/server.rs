@@ -27,6 +27,7 @@ use crate::framing::FrameCodec;
 use crate::indexer::{self, IndexError};
 use crate::iso8583::Spec;
 use crate::journal::{Journal, JournalConfig, JournalError};
+use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::store::{Store, StoreError};
 use crate::switch::confirmation::ConfirmationNumbers;
@@ -203,6 +204,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let data = DataDir::open_with(&config, Some(router))?;
     let forwarding = CancellationToken::new();
     let engines = engine::start(plan, &data.journal, &data.store, &forwarding)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.watch_engines(&engines);
+    if let Some(addr) = config.metrics.listen {
+        let (metrics, stop) = (metrics.clone(), forwarding.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, metrics, stop).await {
+                warn!("metrics endpoint {addr}: {e}");
+            }
+        });
+    }
     let decider = Arc::new(Decider::new(Parts {
         journal: data.journal.clone(),
         store: data.store.clone(),
@@ -220,7 +231,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     for acquirer in &config.acquirer {
-        let settings = Arc::new(settings(acquirer)?);
+        let settings = Arc::new(settings(acquirer, metrics.clone())?);
         let listener = TcpListener::bind(acquirer.listen)
             .await
             .map_err(io_error(Path::new(&acquirer.name)))?;
@@ -279,7 +290,7 @@ pub fn rules(config: &Config) -> Rules {
     }
 }
 
-fn settings(acquirer: &AcquirerConfig) -> Result<Settings, ServeError> {
+fn settings(acquirer: &AcquirerConfig, metrics: Arc<Metrics>) -> Result<Settings, ServeError> {
     let setup = |reason: String| ServeError::Setup {
         link: acquirer.name.clone(),
         reason,
@@ -309,5 +320,6 @@ fn settings(acquirer: &AcquirerConfig) -> Result<Settings, ServeError> {
         idle_timeout: acquirer.idle_timeout,
         max_in_flight: acquirer.max_in_flight,
         tls,
+        metrics,
     })
 }
