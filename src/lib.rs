@@ -8,6 +8,7 @@
 pub mod acquirer;
 pub mod admin;
 pub mod bench;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod demo;
