@@ -22,6 +22,7 @@ pub mod journal;
 pub mod load;
 pub mod logging;
 pub mod record;
+pub mod replay;
 pub mod server;
 pub mod simulator;
 pub mod store;
