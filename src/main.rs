@@ -22,7 +22,7 @@ use replenish::iso8583::Spec;
 use replenish::load::{self, LoadPlan, LoadReport, Pace};
 use replenish::simulator::{self, Faults, SimConfig, SimError};
 use replenish::switch::accounts::{AccountStatus, parse_accounts};
-use replenish::{logging, server};
+use replenish::{capture, logging, replay, server};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -48,6 +48,11 @@ enum Command {
         pretty: bool,
         /// The message in hex; without it, messages are read from stdin, one per line.
         hex: Option<String>,
+        /// Decode every frame of a capture file (text, pcap or pcapng) instead.
+        #[arg(long, conflicts_with = "hex")]
+        capture: Option<PathBuf>,
+        #[command(flatten)]
+        link: capture::LinkArgs,
     },
     /// Encode JSON messages from stdin ({"mti":"0200","fields":{"2":"..."}}) to hex.
     Encode {
@@ -158,6 +163,13 @@ enum Command {
         #[command(flatten)]
         faults: FaultFlags,
     },
+    /// Captures: `capture convert IN OUT` between text, pcap and pcapng.
+    Capture {
+        #[command(subcommand)]
+        action: capture::CaptureCommand,
+    },
+    /// Replay a capture's requests against a switch and compare the answers.
+    Replay(replay::ReplayArgs),
     /// Start a switch on a scratch data directory and load it (the README's figures).
     Bench {
         /// Distinct generated accounts.
@@ -280,8 +292,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Decode { spec, pretty, hex } => {
+        Command::Decode {
+            spec,
+            pretty,
+            hex,
+            capture,
+            link,
+        } => {
             let spec = load_spec(&spec)?;
+            if let Some(path) = capture {
+                return tool(capture::decode_command(&path, &spec, &link, pretty));
+            }
             let listing = if pretty {
                 Listing::Pretty
             } else {
@@ -377,7 +398,17 @@ fn run(command: Command) -> Result<(), Failure> {
             fsync,
             faults,
         } => engine_sim(listen, ledger, spec, framing, fsync, &faults),
+        Command::Capture { action } => tool(capture::command(&action)),
+        Command::Replay(args) => tool(replay::command(&args)),
     }
+}
+
+/// The exit code of a tooling command's failure.
+fn tool(result: Result<(), capture::CommandError>) -> Result<(), Failure> {
+    result.map_err(|e| match e {
+        capture::CommandError::Input(message) => Failure::Input(message),
+        capture::CommandError::Other(message) => Failure::Other(message),
+    })
 }
 
 fn serve(config: Option<PathBuf>) -> Result<(), Failure> {

@@ -27,6 +27,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+pub use crate::capture::CommandError;
 use crate::capture::{self, Capture, Captured, Direction, LinkOptions, Location};
 use crate::framing::{Frame, FrameCodec, LengthHeader};
 use crate::iso8583::{self, FieldSet, Masking, Message, Mti, Spec, mask_pan};
@@ -709,15 +710,6 @@ pub fn parse_fields(text: &str) -> Result<FieldSet, String> {
         set.insert(number);
     }
     Ok(set)
-}
-
-/// A failure of a tooling command and its exit code.
-#[derive(Debug)]
-pub enum CommandError {
-    /// Bad usage or bad input (exit 2).
-    Input(String),
-    /// Anything else, mismatches included (exit 1).
-    Other(String),
 }
 
 /// `replenish replay`'s arguments.
