@@ -21,6 +21,7 @@ pub mod iso8583;
 pub mod journal;
 pub mod load;
 pub mod logging;
+pub mod plot;
 pub mod record;
 pub mod replay;
 pub mod server;

@@ -96,6 +96,10 @@ enum Command {
         /// the reference request).
         #[arg(long)]
         accounts: Option<PathBuf>,
+        /// Request kinds by weight: approval, decline, repeat, malformed, echo
+        /// (e.g. approval=90,decline=5,repeat=3,malformed=1,echo=1).
+        #[arg(long, default_value = "approval=1")]
+        mix: load::Mix,
         #[command(flatten)]
         pacing: Pacing,
     },
@@ -250,6 +254,9 @@ struct Pacing {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write a latency-over-time plot (SVG) to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 impl Pacing {
@@ -360,8 +367,9 @@ fn run(command: Command) -> Result<(), Failure> {
             spec,
             framing,
             accounts,
+            mix,
             pacing,
-        } => load(to, spec, framing, accounts, pacing),
+        } => load(to, spec, framing, accounts, mix, pacing),
         Command::Bench { accounts, pacing } => bench(accounts, pacing),
         Command::Demo { requests, data_dir } => demo(requests, data_dir),
         Command::Send {
@@ -446,6 +454,7 @@ fn load(
     spec: String,
     framing: LengthHeader,
     accounts: Option<PathBuf>,
+    mix: load::Mix,
     pacing: Pacing,
 ) -> Result<(), Failure> {
     let spec = load_spec(&spec)?;
@@ -463,11 +472,12 @@ fn load(
         duration: pacing.duration.into(),
         template,
         accounts,
+        mix,
     };
     let report = runtime()?
         .block_on(load::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
-    report_load(&report, pacing.json.as_deref())
+    report_load(&report, &pacing)
 }
 
 fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
@@ -482,7 +492,7 @@ fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
     let report = runtime()?
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
-    report_load(&report, pacing.json.as_deref())
+    report_load(&report, &pacing)
 }
 
 fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
@@ -589,9 +599,13 @@ fn active_accounts(path: &Path) -> Result<Vec<String>, Failure> {
         .collect())
 }
 
-fn report_load(report: &LoadReport, json: Option<&Path>) -> Result<(), Failure> {
+fn report_load(report: &LoadReport, pacing: &Pacing) -> Result<(), Failure> {
     println!("{report}");
-    if let Some(path) = json {
+    if let Some(path) = &pacing.svg {
+        load::write_svg(report, path, "replenish load: latency over time")
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = pacing.json.as_deref() {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| Failure::Other(e.to_string()))?;
         std::fs::write(path, text + "\n")
