@@ -924,7 +924,10 @@ pub fn list(
         let decoded = crate::iso8583::decode(spec, &c.body(header_len));
         if pretty {
             let mut head = format!("# {} ({})", index + 1, c.at);
-            for part in [time.as_deref(), direction.as_deref()].into_iter().flatten() {
+            for part in [time.as_deref(), direction.as_deref()]
+                .into_iter()
+                .flatten()
+            {
                 head.push(' ');
                 head.push_str(part);
             }

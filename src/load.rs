@@ -84,7 +84,9 @@ impl std::str::FromStr for Mix {
                 .find(|(n, _)| *n == name.trim())
                 .map(|(_, k)| *k)
                 .ok_or_else(|| {
-                    format!("mix: unknown kind {name:?} (approval, decline, repeat, malformed, echo)")
+                    format!(
+                        "mix: unknown kind {name:?} (approval, decline, repeat, malformed, echo)"
+                    )
                 })?;
             let weight: u32 = weight
                 .trim()
@@ -564,7 +566,9 @@ mod tests {
             .expect("mix");
         let mut counts = HashMap::new();
         for sequence in 1..=10_000u64 {
-            *counts.entry(format!("{:?}", mix.pick(sequence))).or_insert(0) += 1;
+            *counts
+                .entry(format!("{:?}", mix.pick(sequence)))
+                .or_insert(0) += 1;
         }
         let share = |k: &str| f64::from(*counts.get(k).unwrap_or(&0)) / 10_000.0;
         assert!((share("Approval") - 0.90).abs() < 0.02, "{counts:?}");
@@ -585,6 +589,10 @@ mod tests {
         let bad = malformed(&template, body);
         let error = iso8583::decode(&spec, &bad).expect_err("malformed");
         assert!(error.to_string().starts_with("field 4"), "{error}");
-        assert_eq!(error.stan(), Some("000417"), "DE11 still readable, so 30 is possible");
+        assert_eq!(
+            error.stan(),
+            Some("000417"),
+            "DE11 still readable, so 30 is possible"
+        );
     }
 }

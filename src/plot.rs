@@ -195,6 +195,10 @@ mod tests {
         assert!(svg.contains("load &lt;127.0.0.1:8583&gt; &amp; more"));
         assert!(svg.contains(">p50<") && svg.contains(">p99<") && svg.contains(">max<"));
         let empty = latency_svg(&[], "empty");
-        assert_eq!(empty.matches("<polyline").count(), 3, "an empty run still draws");
+        assert_eq!(
+            empty.matches("<polyline").count(),
+            3,
+            "an empty run still draws"
+        );
     }
 }

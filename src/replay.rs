@@ -216,12 +216,16 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// Requests with a mismatch.
     pub fn mismatches(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.verdict.is_mismatch()).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.verdict.is_mismatch())
+            .count()
     }
 
     /// A summary line.
     pub fn summary(&self) -> String {
-        let count = |f: fn(&Verdict) -> bool| self.outcomes.iter().filter(|o| f(&o.verdict)).count();
+        let count =
+            |f: fn(&Verdict) -> bool| self.outcomes.iter().filter(|o| f(&o.verdict)).count();
         format!(
             "{} request(s) in {:.2} s: {} same, {} differ, {} unanswered, {} not recorded",
             self.outcomes.len(),
@@ -325,7 +329,9 @@ fn prepare(capture: &Capture, spec: &Spec, header_len: usize) -> Vec<Request> {
         let (message, decoded) = decode_any(spec, &captured.body(header_len));
         let is_request = match captured.direction {
             Some(d) => d == Direction::ToServer,
-            None => message.as_ref().is_none_or(|m| m.mti().response().is_some()),
+            None => message
+                .as_ref()
+                .is_none_or(|m| m.mti().response().is_some()),
         };
         if is_request {
             requests.push((
@@ -521,14 +527,12 @@ pub async fn run(
                 + match plan.pace {
                     ReplayPace::Fast => Duration::ZERO,
                     ReplayPace::Rate(rate) => Duration::from_secs_f64(next as f64 / rate),
-                    ReplayPace::Original => {
-                        match (requests[next].captured.time_us, first_time) {
-                            (Some(t), Some(first)) => {
-                                Duration::from_micros(t.saturating_sub(first).max(0) as u64)
-                            }
-                            _ => Duration::ZERO,
+                    ReplayPace::Original => match (requests[next].captured.time_us, first_time) {
+                        (Some(t), Some(first)) => {
+                            Duration::from_micros(t.saturating_sub(first).max(0) as u64)
                         }
-                    }
+                        _ => Duration::ZERO,
+                    },
                 }
         } else {
             started
@@ -666,7 +670,14 @@ fn judge(
     let masking = plan.spec.masking();
     let shown_answer = answer.as_ref().map_or_else(
         || format!("undecodable ({} bytes)", raw.len()),
-        |m| format!("{} {}", m.mti(), m.text(39).map_or("(no DE39)".into(), |c| format!("DE39 {c}"))),
+        |m| {
+            format!(
+                "{} {}",
+                m.mti(),
+                m.text(39)
+                    .map_or("(no DE39)".into(), |c| format!("DE39 {c}"))
+            )
+        },
     );
     let verdict = match (&request.expected, answer) {
         (None, _) => Verdict::Unrecorded,
@@ -870,11 +881,23 @@ mod tests {
         let masking = spec().masking();
         let expected = message(
             "0210",
-            &[(2, "4761739001010010"), (11, "000001"), (38, "123456"), (39, "00"), (52, "AAAA")],
+            &[
+                (2, "4761739001010010"),
+                (11, "000001"),
+                (38, "123456"),
+                (39, "00"),
+                (52, "AAAA"),
+            ],
         );
         let got = message(
             "0210",
-            &[(2, "4761739001010028"), (11, "000001"), (38, "654321"), (39, "14"), (52, "BBBB")],
+            &[
+                (2, "4761739001010028"),
+                (11, "000001"),
+                (38, "654321"),
+                (39, "14"),
+                (52, "BBBB"),
+            ],
         );
         let diffs = diff(&expected, &got, parse_fields("38").expect("list"), &masking);
         let text: Vec<String> = diffs.iter().map(ToString::to_string).collect();
@@ -889,7 +912,12 @@ mod tests {
         let mut fewer = got.clone();
         fewer.remove(39);
         fewer.set_mti(Mti::new(b"0230").expect("mti"));
-        let diffs = diff(&expected, &fewer, parse_fields("2,38,52").expect("list"), &masking);
+        let diffs = diff(
+            &expected,
+            &fewer,
+            parse_fields("2,38,52").expect("list"),
+            &masking,
+        );
         assert_eq!(
             diffs,
             vec![
@@ -930,7 +958,11 @@ mod tests {
         };
         assert_eq!(report.mismatches(), 1);
         assert!(diff_report(&report).starts_with("#3 (line 7)"));
-        assert!(report.summary().contains("0 same, 1 differ"), "{}", report.summary());
+        assert!(
+            report.summary().contains("0 same, 1 differ"),
+            "{}",
+            report.summary()
+        );
     }
 
     #[test]
@@ -965,7 +997,10 @@ mod tests {
             .map(|r| r.expected.as_ref().and_then(|m| m.text(39)))
             .collect();
         assert_eq!(expected, vec![Some("00"), Some("14"), Some("00")]);
-        assert_eq!(requests[2].expected.as_ref().map(|m| m.mti().to_string()), Some("0810".into()));
+        assert_eq!(
+            requests[2].expected.as_ref().map(|m| m.mti().to_string()),
+            Some("0810".into())
+        );
     }
 
     #[test]
@@ -975,7 +1010,15 @@ mod tests {
             de11: true,
             de37: true,
         });
-        let original = message("0200", &[(7, "1123095500"), (11, "000417"), (37, "532709000417"), (41, "T1")]);
+        let original = message(
+            "0200",
+            &[
+                (7, "1123095500"),
+                (11, "000417"),
+                (37, "532709000417"),
+                (41, "T1"),
+            ],
+        );
         let mut first = original.clone();
         let mut repeat = original.clone();
         repeat.set_mti(Mti::new(b"0201").expect("mti"));
@@ -987,13 +1030,25 @@ mod tests {
         rewriter.apply(&mut other);
         for n in [7, 11, 37] {
             assert_ne!(first.get(n), original.get(n), "DE{n} rewritten");
-            assert_eq!(first.get(n), repeat.get(n), "a repeat keeps its original's DE{n}");
+            assert_eq!(
+                first.get(n),
+                repeat.get(n),
+                "a repeat keeps its original's DE{n}"
+            );
         }
         assert_ne!(first.get(11), other.get(11));
         assert_ne!(first.get(37), other.get(37));
         assert_eq!(first.text(11).map(str::len), Some(6));
         assert_eq!(first.text(37).map(str::len), Some(12));
-        let recorded = message("0210", &[(7, "1123095500"), (11, "000417"), (37, "532709000417"), (39, "00")]);
+        let recorded = message(
+            "0210",
+            &[
+                (7, "1123095500"),
+                (11, "000417"),
+                (37, "532709000417"),
+                (39, "00"),
+            ],
+        );
         let adjusted = expected_after_rewrite(&recorded, &original, &first);
         for n in [7, 11, 37] {
             assert_eq!(adjusted.get(n), first.get(n));

@@ -168,7 +168,10 @@ async fn the_command_line_reports_differences_with_exit_1_and_masks_pans() {
     let stdout = String::from_utf8_lossy(&differs.stdout);
     let stderr = String::from_utf8_lossy(&differs.stderr);
     assert_eq!(differs.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stdout.contains("DIFFERS") && stdout.contains("DE62"), "{stdout}");
+    assert!(
+        stdout.contains("DIFFERS") && stdout.contains("DE62"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("    DE39") && !stdout.contains(ACTIVE),
         "only the per-run fields differ; no full PAN: {stdout}"
@@ -194,10 +197,18 @@ async fn bad_captures_exit_2_naming_file_and_line_or_packet() {
     pcap.truncate(pcap.len() - 10);
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &pcap).expect("write");
-    let out = run_cli(vec!["decode".into(), "--capture".into(), cut.display().to_string()]).await;
+    let out = run_cli(vec![
+        "decode".into(),
+        "--capture".into(),
+        cut.display().to_string(),
+    ])
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cut.pcap: packet 5: corrupt or truncated"), "{stderr}");
+    assert!(
+        stderr.contains("cut.pcap: packet 5: corrupt or truncated"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -214,11 +225,22 @@ async fn decode_lists_a_capture_with_pans_masked_and_convert_round_trips() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("476173******0010"), "{stdout}");
     assert!(!stdout.contains(ACTIVE), "{stdout}");
-    assert!(stdout.contains("(packet 4)") && stdout.contains(" > connection 0"), "{stdout}");
-    let json = run_cli(vec!["decode".into(), "--capture".into(), fixture.display().to_string()]).await;
+    assert!(
+        stdout.contains("(packet 4)") && stdout.contains(" > connection 0"),
+        "{stdout}"
+    );
+    let json = run_cli(vec![
+        "decode".into(),
+        "--capture".into(),
+        fixture.display().to_string(),
+    ])
+    .await;
     let json = String::from_utf8_lossy(&json.stdout);
     assert_eq!(json.lines().count(), 2, "{json}");
-    assert!(json.contains(r#""2":"476173******0010""#) && !json.contains(ACTIVE), "{json}");
+    assert!(
+        json.contains(r#""2":"476173******0010""#) && !json.contains(ACTIVE),
+        "{json}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (ng, text) = (dir.path().join("a.pcapng"), dir.path().join("a.txt"));
@@ -230,7 +252,12 @@ async fn decode_lists_a_capture_with_pans_masked_and_convert_round_trips() {
             target.display().to_string(),
         ])
         .await;
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let frames = |p: &Path| -> Vec<Bytes> {
         capture::read(p, &link())
@@ -271,19 +298,49 @@ fn scenarios() -> Vec<(&'static str, Vec<Bytes>)> {
         .collect();
     vec![
         ("approval", vec![with(1, &|_| {})]),
-        ("decline-14-invalid-account", vec![with(2, &|m| m.set(2, "4761739001010011"))]),
-        ("decline-57-not-permitted", vec![with(3, &|m| m.set(2, "4761739001010036"))]),
-        ("decline-54-expired", vec![with(4, &|m| m.set(2, "4761739001010051"))]),
-        ("decline-61-over-maximum", vec![with(5, &|m| m.set(4, "000000050001"))]),
-        ("decline-13-invalid-amount", vec![with(6, &|m| m.set(4, "000000000000"))]),
-        ("decline-58-location", vec![with(7, &|m| m.set(42, "LOC000000009999"))]),
-        ("decline-12-processing-code", vec![with(8, &|m| m.set(3, "010000"))]),
-        ("decline-91-no-engine", vec![with(9, &|m| m.set(2, "4761739001010069"))]),
+        (
+            "decline-14-invalid-account",
+            vec![with(2, &|m| m.set(2, "4761739001010011"))],
+        ),
+        (
+            "decline-57-not-permitted",
+            vec![with(3, &|m| m.set(2, "4761739001010036"))],
+        ),
+        (
+            "decline-54-expired",
+            vec![with(4, &|m| m.set(2, "4761739001010051"))],
+        ),
+        (
+            "decline-61-over-maximum",
+            vec![with(5, &|m| m.set(4, "000000050001"))],
+        ),
+        (
+            "decline-13-invalid-amount",
+            vec![with(6, &|m| m.set(4, "000000000000"))],
+        ),
+        (
+            "decline-58-location",
+            vec![with(7, &|m| m.set(42, "LOC000000009999"))],
+        ),
+        (
+            "decline-12-processing-code",
+            vec![with(8, &|m| m.set(3, "010000"))],
+        ),
+        (
+            "decline-91-no-engine",
+            vec![with(9, &|m| m.set(2, "4761739001010069"))],
+        ),
         ("decline-65-daily-count", velocity),
-        ("repeat", vec![encode(request(1, 2500, ACTIVE)), encode(repeat)]),
+        (
+            "repeat",
+            vec![encode(request(1, 2500, ACTIVE)), encode(repeat)],
+        ),
         (
             "duplicate-94",
-            vec![encode(request(1, 2500, ACTIVE)), encode(request(1, 2600, ACTIVE))],
+            vec![
+                encode(request(1, 2500, ACTIVE)),
+                encode(request(1, 2600, ACTIVE)),
+            ],
         ),
         ("format-error-30", vec![malformed(10)]),
     ]
