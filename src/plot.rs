@@ -15,6 +15,9 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
+/// A plotted statistic: name, colour, dash pattern, and its value in a slice.
+type Series = (&'static str, &'static str, &'static str, fn(&Slice) -> u64);
+
 /// A round step giving about `target` intervals over `span`: 1, 2 or 5 times a power
 /// of ten.
 fn step(span: f64, target: f64) -> f64 {
@@ -123,7 +126,7 @@ pub fn latency_svg(timeline: &[Slice], title: &str) -> String {
         TOP + plot_h / 2.0
     );
     // One line per statistic, points at the middle of each slice.
-    let series: [(&str, &str, &str, fn(&Slice) -> u64); 3] = [
+    let series: [Series; 3] = [
         ("max", "#9e9e9e", "4 3", |s| s.max_us),
         ("p99", "#e65100", "", |s| s.p99_us),
         ("p50", "#1565c0", "", |s| s.p50_us),
