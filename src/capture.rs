@@ -2,7 +2,7 @@
 //! [`Captured`] frames, each the bytes that follow one length prefix on the wire (fixed
 //! header, if the link has one, then the ISO 8583 message), with an optional timestamp,
 //! direction and connection. Two file formats hold them. The *text* format has one frame
-//! per line: an optional RFC 3339 timestamp (or seconds as a decimal number), an optional
+//! per line (`# connection N` starting the frames of connection N): an optional RFC 3339 timestamp (or seconds as a decimal number), an optional
 //! direction (`>` towards the switch, `<` from it), then the frame in hex; blank lines
 //! and `#` comments are skipped. *pcap* and *pcapng* files (read with `pcap-parser`,
 //! packets sliced with `etherparse`) hold TCP traffic: the streams of one server port are
@@ -199,9 +199,18 @@ pub fn parse(content: &[u8], file: &str, link: &LinkOptions) -> Result<Capture, 
 /// Parses the text format.
 pub fn parse_text(text: &str, file: &str) -> Result<Capture, CaptureError> {
     let mut frames = Vec::new();
+    let mut stream = 0;
     for (index, line) in text.lines().enumerate() {
         let at = Location::Line(index + 1);
         let line = line.trim();
+        // `# connection N` (as written by `to_text`) starts connection N's frames.
+        if let Some(n) = line
+            .strip_prefix("# connection ")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            stream = n;
+            continue;
+        }
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -232,7 +241,7 @@ pub fn parse_text(text: &str, file: &str) -> Result<Capture, CaptureError> {
         frames.push(Captured {
             time_us,
             direction,
-            stream: 0,
+            stream,
             frame: Bytes::from(frame),
             at,
         });
@@ -1077,6 +1086,15 @@ mod tests {
         );
         let again = parse_text(&to_text(&capture), "again").expect("round trip");
         assert_eq!(bodies(&again), bodies(&capture));
+        let mut two = capture.clone();
+        two.frames[2].stream = 1;
+        let text = to_text(&two);
+        assert!(text.contains("\n# connection 1\n"), "{text}");
+        let back = parse_text(&text, "two").expect("two connections");
+        assert_eq!(
+            back.frames.iter().map(|c| c.stream).collect::<Vec<_>>(),
+            vec![0, 0, 1]
+        );
         assert_eq!(again.frames[0].time_us, a.time_us);
     }
 
