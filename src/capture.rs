@@ -331,8 +331,8 @@ struct Half {
 }
 
 impl Half {
-    /// Takes one segment's payload; returns frames completed (with the packet and time
-    /// of the segment that completed each).
+    /// Takes one segment's payload, pushing the frames it completes onto `out` (each
+    /// with the packet and time of the segment that completed it).
     fn take(
         &mut self,
         segment: &Segment<'_>,
