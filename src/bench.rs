@@ -169,6 +169,7 @@ fn load_plan(
         pace: plan.pace,
         duration: plan.duration,
         accounts: accounts.into_iter().map(|a| a.number).collect(),
+        mix: load::Mix::default(),
     })
 }
 

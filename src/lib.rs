@@ -8,6 +8,7 @@
 pub mod acquirer;
 pub mod admin;
 pub mod bench;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod demo;
@@ -21,7 +22,9 @@ pub mod journal;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod plot;
 pub mod record;
+pub mod replay;
 pub mod server;
 pub mod simulator;
 pub mod store;

@@ -3,7 +3,10 @@
 //! a closed loop (a fixed number in flight) or at a fixed rate, and matching responses
 //! by DE11. Latency goes into an HDR histogram; at a fixed rate it is measured from
 //! each message's intended send time, so a stalled server cannot hide its stall
-//! (coordinated omission).
+//! (coordinated omission). A [`Mix`] makes some requests declines, repeats, malformed
+//! messages or network echoes instead of approvals; response codes are tallied per
+//! DE39 (with the MTI in front for non-financial answers). Latency is also kept per
+//! time slice ([`Slice`]) for the latency-over-time plot of [`crate::plot`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -19,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::framing::{Frame, FrameCodec};
-use crate::iso8583::{self, Message, Spec};
+use crate::iso8583::{self, Message, Mti, Spec};
 
 /// How messages are paced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,109 @@ pub enum Pace {
     /// Send this many requests per second in total.
     Rate(u64),
 }
+
+/// A kind of request in a [`Mix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The template with a fresh key: approved when the account allows.
+    Approval,
+    /// An unknown (Luhn-valid) account: declined `14`.
+    Decline,
+    /// A repeat (MTI origin digit odd, e.g. 0201) of the connection's previous request:
+    /// answered from the journal.
+    Repeat,
+    /// The template with a letter in the amount (DE4): answered `30`. Needs a spec with
+    /// ASCII numerics; otherwise an approval is sent instead.
+    Malformed,
+    /// A network management echo (0800, DE70 301).
+    Echo,
+}
+
+impl Kind {
+    const NAMES: [(&'static str, Kind); 5] = [
+        ("approval", Kind::Approval),
+        ("decline", Kind::Decline),
+        ("repeat", Kind::Repeat),
+        ("malformed", Kind::Malformed),
+        ("echo", Kind::Echo),
+    ];
+}
+
+/// Weights of request kinds, e.g. `approval=90,decline=5,repeat=3,malformed=1,echo=1`.
+/// The default is approvals only. Kinds are spread evenly over each connection's
+/// sequence, deterministically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix(Vec<(Kind, u32)>);
+
+impl Default for Mix {
+    fn default() -> Mix {
+        Mix(vec![(Kind::Approval, 1)])
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mix, String> {
+        let mut weights = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
+            let kind = Kind::NAMES
+                .iter()
+                .find(|(n, _)| *n == name.trim())
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    format!(
+                        "mix: unknown kind {name:?} (approval, decline, repeat, malformed, echo)"
+                    )
+                })?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("mix: weight of {name} is not a whole number"))?;
+            weights.push((kind, weight));
+        }
+        if weights.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+            return Err("mix: no kind with a positive weight".into());
+        }
+        Ok(Mix(weights))
+    }
+}
+
+impl Mix {
+    /// The kind of the `sequence`th request: a multiplicative hash spreads kinds evenly.
+    pub fn pick(&self, sequence: u64) -> Kind {
+        let total: u64 = self.0.iter().map(|(_, w)| u64::from(*w)).sum();
+        let mut slot = (sequence.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % total.max(1);
+        for &(kind, weight) in &self.0 {
+            if slot < u64::from(weight) {
+                return kind;
+            }
+            slot -= u64::from(weight);
+        }
+        Kind::Approval
+    }
+}
+
+/// Latency of the requests sent during one slice of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    /// Start of the slice, seconds from the start of the run.
+    pub start_s: f64,
+    /// Length of the slice in seconds.
+    pub width_s: f64,
+    /// Responses to requests sent in it.
+    pub count: u64,
+    /// Median latency, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, microseconds.
+    pub p99_us: u64,
+    /// Largest, microseconds.
+    pub max_us: u64,
+}
+
+/// At most this many slices per run.
+const SLICES: usize = 200;
 
 /// What to send, where, and for how long.
 pub struct LoadPlan {
@@ -48,6 +154,8 @@ pub struct LoadPlan {
     pub template: Message,
     /// Account numbers put in DE2 in turn (the template's DE2 when empty).
     pub accounts: Vec<String>,
+    /// Kinds of requests sent.
+    pub mix: Mix,
 }
 
 /// What a run measured.
@@ -62,6 +170,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Latency in microseconds.
     pub latency: Histogram<u64>,
+    /// Latency over time.
+    pub timeline: Vec<Slice>,
 }
 
 impl LoadReport {
@@ -81,6 +191,9 @@ impl LoadReport {
             "elapsed_s": self.elapsed.as_secs_f64(),
             "approved_per_s": self.approved_per_second(),
             "latency_us": { "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": self.latency.max() },
+            "timeline": self.timeline.iter().map(|s| serde_json::json!({
+                "start_s": s.start_s, "count": s.count, "p50_us": s.p50_us, "p99_us": s.p99_us, "max_us": s.max_us,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -136,6 +249,36 @@ struct Tally {
     codes: BTreeMap<String, u64>,
     latency: Histogram<u64>,
     sent: u64,
+    /// Per slice of `slice` length: latency of requests sent then.
+    slices: Vec<Histogram<u64>>,
+    slice: Duration,
+}
+
+impl Tally {
+    fn record(&mut self, sent_at: Duration, micros: u64) {
+        let _ = self.latency.record(micros);
+        let index = (sent_at.as_secs_f64() / self.slice.as_secs_f64().max(1e-9)) as usize;
+        if let Some(h) = self.slices.get_mut(index.min(SLICES.saturating_sub(1))) {
+            let _ = h.record(micros);
+        }
+    }
+
+    fn timeline(&self) -> Vec<Slice> {
+        let width = self.slice.as_secs_f64();
+        self.slices
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(i, h)| Slice {
+                start_s: i as f64 * width,
+                width_s: width,
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            })
+            .collect()
+    }
 }
 
 /// Runs the plan and reports.
@@ -144,10 +287,17 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, LoadError> {
     let plan = Arc::new(plan);
     // One microsecond to one minute at 3 significant digits: valid constants.
     let latency = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    // Slices of at least 10 ms; two significant digits keep each one small.
+    let slice = (plan.duration / SLICES as u32).max(Duration::from_millis(10));
+    let slices = (0..SLICES)
+        .map(|_| Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds"))
+        .collect();
     let tally = Arc::new(Mutex::new(Tally {
         codes: BTreeMap::new(),
         latency,
         sent: 0,
+        slices,
+        slice,
     }));
     let mut streams = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections.max(1) {
@@ -184,6 +334,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, LoadError> {
         unanswered,
         elapsed,
         latency: tally.latency.clone(),
+        timeline: tally.timeline(),
     })
 }
 
@@ -198,7 +349,9 @@ async fn connection(
     let (reader, writer) = stream.into_split();
     let mut frames = FramedRead::new(reader, plan.codec);
     let mut sink = FramedWrite::new(writer, plan.codec);
-    let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    // By STAN: the intended send times of the requests in flight (a repeat shares its
+    // original's STAN).
+    let pending: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::new(Mutex::new(HashMap::new()));
     let window = match plan.pace {
         Pace::Closed(n) => n.max(1),
         Pace::Rate(_) => 1 << 20,
@@ -219,15 +372,19 @@ async fn connection(
                     continue;
                 };
                 let stan = answer.text(11).unwrap_or("").to_owned();
-                let Some(sent) = lock(&pending).remove(&stan) else {
+                let Some(sent) = take_pending(&mut lock(&pending), &stan) else {
                     continue;
                 };
                 let micros = sent.elapsed().as_micros().max(1) as u64;
                 let mut t = lock(&tally);
-                let _ = t.latency.record(micros);
-                *t.codes
-                    .entry(answer.text(39).unwrap_or("??").to_owned())
-                    .or_default() += 1;
+                t.record(sent.saturating_duration_since(started), micros);
+                let code = answer.text(39).unwrap_or("??");
+                let code = if answer.mti().class() == 2 {
+                    code.to_owned()
+                } else {
+                    format!("{} {code}", answer.mti())
+                };
+                *t.codes.entry(code).or_default() += 1;
                 drop(t);
                 permits.add_permits(1);
                 if Instant::now() > started + plan.duration && lock(&pending).is_empty() {
@@ -244,6 +401,7 @@ async fn connection(
     };
     let transmission = chrono::Utc::now().format("%m%d%H%M%S").to_string();
     let mut sequence: u64 = 0;
+    let mut previous: Option<Message> = None;
     'sending: while started.elapsed() < plan.duration {
         // Every request due now goes out with one flush: the intended send times of
         // a fixed rate (so a late sender catches up and latency counts from when a
@@ -274,11 +432,34 @@ async fn connection(
         for intended in due {
             sequence += 1;
             let stan = format!("{:06}", sequence % 1_000_000);
-            let request = request(&plan, index, sequence, &stan, &transmission);
-            let Ok(body) = iso8583::encode_to_bytes(&plan.spec, &request) else {
+            let kind = plan.mix.pick(sequence);
+            let (stan, body) = match (kind, previous.as_ref()) {
+                (Kind::Repeat, Some(original)) => {
+                    let mut repeat = original.clone();
+                    let mti = *original.mti().as_bytes();
+                    if let Some(mti) = Mti::new(&[mti[0], mti[1], mti[2], mti[3] | 1]) {
+                        repeat.set_mti(mti);
+                    }
+                    let stan = repeat.text(11).unwrap_or("").to_owned();
+                    (stan, iso8583::encode_to_bytes(&plan.spec, &repeat))
+                }
+                _ => {
+                    let message = request(&plan, index, sequence, &stan, &transmission, kind);
+                    let body = iso8583::encode_to_bytes(&plan.spec, &message);
+                    let body = match (kind, body) {
+                        (Kind::Malformed, Ok(body)) => Ok(malformed(&message, body)),
+                        (_, body) => body,
+                    };
+                    if message.mti().class() == 2 {
+                        previous = Some(message);
+                    }
+                    (stan, body)
+                }
+            };
+            let Ok(body) = body else {
                 break 'sending;
             };
-            lock(&pending).insert(stan, intended);
+            lock(&pending).entry(stan).or_default().push(intended);
             let frame = Frame {
                 header: Bytes::new(),
                 body,
@@ -297,7 +478,33 @@ async fn connection(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     receiving.abort();
-    lock(&pending).len() as u64
+    lock(&pending).values().map(|v| v.len() as u64).sum()
+}
+
+/// The earliest send time waiting under `stan`.
+fn take_pending(pending: &mut HashMap<String, Vec<Instant>>, stan: &str) -> Option<Instant> {
+    let times = pending.get_mut(stan)?;
+    let first = (!times.is_empty()).then(|| times.remove(0));
+    if times.is_empty() {
+        pending.remove(stan);
+    }
+    first
+}
+
+/// `body` (the encoding of `message`) with the last digit of the amount (DE4) made a
+/// letter, when the amount is there in ASCII; otherwise `body` unchanged.
+fn malformed(message: &Message, body: Bytes) -> Bytes {
+    let Some(amount) = message.get(4).filter(|a| !a.is_empty()) else {
+        return body;
+    };
+    match body.windows(amount.len()).position(|w| w == &amount[..]) {
+        Some(at) => {
+            let mut bytes = body.to_vec();
+            bytes[at + amount.len() - 1] = b'X';
+            Bytes::from(bytes)
+        }
+        None => body,
+    }
 }
 
 /// The template with this message's key fields and account.
@@ -307,7 +514,19 @@ fn request(
     sequence: u64,
     stan: &str,
     transmission: &str,
+    kind: Kind,
 ) -> Message {
+    if kind == Kind::Echo {
+        let mut echo = Message::with_capacity(
+            Mti::new(b"0800").unwrap_or(plan.template.mti()),
+            3,
+            plan.template.masking(),
+        );
+        echo.set(7, transmission.to_owned());
+        echo.set(11, stan.to_owned());
+        echo.set(70, "301");
+        return echo;
+    }
     let mut message = plan.template.clone();
     message.set(7, transmission.to_owned());
     message.set(11, stan.to_owned());
@@ -320,9 +539,60 @@ fn request(
         let account = &plan.accounts[(sequence as usize + connection) % plan.accounts.len()];
         message.set(2, account.clone());
     }
+    if kind == Kind::Decline {
+        // Luhn-valid, in the sample range, never issued.
+        message.set(2, "4761739001019995");
+    }
     message
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the latency-over-time plot of `report` as SVG to `path`.
+pub fn write_svg(report: &LoadReport, path: &std::path::Path, title: &str) -> std::io::Result<()> {
+    std::fs::write(path, crate::plot::latency_svg(&report.timeline, title))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_parses_and_spreads_kinds_by_weight() {
+        let mix: Mix = "approval=90, decline=5,repeat=3,malformed=1,echo=1"
+            .parse()
+            .expect("mix");
+        let mut counts = HashMap::new();
+        for sequence in 1..=10_000u64 {
+            *counts
+                .entry(format!("{:?}", mix.pick(sequence)))
+                .or_insert(0) += 1;
+        }
+        let share = |k: &str| f64::from(*counts.get(k).unwrap_or(&0)) / 10_000.0;
+        assert!((share("Approval") - 0.90).abs() < 0.02, "{counts:?}");
+        assert!((share("Decline") - 0.05).abs() < 0.01, "{counts:?}");
+        assert!((share("Echo") - 0.01).abs() < 0.005, "{counts:?}");
+        assert_eq!(Mix::default().pick(7), Kind::Approval);
+        assert!("approval=0".parse::<Mix>().is_err());
+        assert!("refund=1".parse::<Mix>().is_err());
+        assert!("decline=x".parse::<Mix>().is_err());
+    }
+
+    #[test]
+    fn malformed_requests_have_a_letter_in_the_amount() {
+        let spec = Spec::resolve("iso87ascii").expect("spec");
+        let template =
+            iso8583::from_json_str(&spec, crate::bench::REFERENCE_0200).expect("reference");
+        let body = iso8583::encode_to_bytes(&spec, &template).expect("encodes");
+        let bad = malformed(&template, body);
+        let error = iso8583::decode(&spec, &bad).expect_err("malformed");
+        assert!(error.to_string().starts_with("field 4"), "{error}");
+        assert_eq!(
+            error.stan(),
+            Some("000417"),
+            "DE11 still readable, so 30 is possible"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use replenish::iso8583::Spec;
 use replenish::load::{self, LoadPlan, LoadReport, Pace};
 use replenish::simulator::{self, Faults, SimConfig, SimError};
 use replenish::switch::accounts::{AccountStatus, parse_accounts};
-use replenish::{logging, server};
+use replenish::{capture, logging, replay, server};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -48,6 +48,11 @@ enum Command {
         pretty: bool,
         /// The message in hex; without it, messages are read from stdin, one per line.
         hex: Option<String>,
+        /// Decode every frame of a capture file (text, pcap or pcapng) instead.
+        #[arg(long, conflicts_with = "hex")]
+        capture: Option<PathBuf>,
+        #[command(flatten)]
+        link: capture::LinkArgs,
     },
     /// Encode JSON messages from stdin ({"mti":"0200","fields":{"2":"..."}}) to hex.
     Encode {
@@ -91,6 +96,10 @@ enum Command {
         /// the reference request).
         #[arg(long)]
         accounts: Option<PathBuf>,
+        /// Request kinds by weight: approval, decline, repeat, malformed, echo
+        /// (e.g. approval=90,decline=5,repeat=3,malformed=1,echo=1).
+        #[arg(long, default_value = "approval=1")]
+        mix: load::Mix,
         #[command(flatten)]
         pacing: Pacing,
     },
@@ -164,6 +173,13 @@ enum Command {
         #[command(flatten)]
         faults: FaultFlags,
     },
+    /// Captures: `capture convert IN OUT` between text, pcap and pcapng.
+    Capture {
+        #[command(subcommand)]
+        action: capture::CaptureCommand,
+    },
+    /// Replay a capture's requests against a switch and compare the answers.
+    Replay(replay::ReplayArgs),
     /// Start a switch on a scratch data directory and load it (the README's figures).
     Bench {
         /// Distinct generated accounts.
@@ -244,6 +260,9 @@ struct Pacing {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write a latency-over-time plot (SVG) to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 impl Pacing {
@@ -286,8 +305,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Decode { spec, pretty, hex } => {
+        Command::Decode {
+            spec,
+            pretty,
+            hex,
+            capture,
+            link,
+        } => {
             let spec = load_spec(&spec)?;
+            if let Some(path) = capture {
+                return tool(capture::decode_command(&path, &spec, &link, pretty));
+            }
             let listing = if pretty {
                 Listing::Pretty
             } else {
@@ -345,8 +373,9 @@ fn run(command: Command) -> Result<(), Failure> {
             spec,
             framing,
             accounts,
+            mix,
             pacing,
-        } => load(to, spec, framing, accounts, pacing),
+        } => load(to, spec, framing, accounts, mix, pacing),
         Command::Bench { accounts, pacing } => bench(accounts, pacing),
         Command::Demo { requests, data_dir } => demo(requests, data_dir),
         Command::Status { metrics } => {
@@ -388,7 +417,17 @@ fn run(command: Command) -> Result<(), Failure> {
             fsync,
             faults,
         } => engine_sim(listen, ledger, spec, framing, fsync, &faults),
+        Command::Capture { action } => tool(capture::command(&action)),
+        Command::Replay(args) => tool(replay::command(&args)),
     }
+}
+
+/// The exit code of a tooling command's failure.
+fn tool(result: Result<(), capture::CommandError>) -> Result<(), Failure> {
+    result.map_err(|e| match e {
+        capture::CommandError::Input(message) => Failure::Input(message),
+        capture::CommandError::Other(message) => Failure::Other(message),
+    })
 }
 
 fn serve(config: Option<PathBuf>) -> Result<(), Failure> {
@@ -426,6 +465,7 @@ fn load(
     spec: String,
     framing: LengthHeader,
     accounts: Option<PathBuf>,
+    mix: load::Mix,
     pacing: Pacing,
 ) -> Result<(), Failure> {
     let spec = load_spec(&spec)?;
@@ -443,11 +483,12 @@ fn load(
         duration: pacing.duration.into(),
         template,
         accounts,
+        mix,
     };
     let report = runtime()?
         .block_on(load::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
-    report_load(&report, pacing.json.as_deref())
+    report_load(&report, &pacing)
 }
 
 fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
@@ -462,7 +503,7 @@ fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
     let report = runtime()?
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
-    report_load(&report, pacing.json.as_deref())
+    report_load(&report, &pacing)
 }
 
 fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
@@ -569,9 +610,13 @@ fn active_accounts(path: &Path) -> Result<Vec<String>, Failure> {
         .collect())
 }
 
-fn report_load(report: &LoadReport, json: Option<&Path>) -> Result<(), Failure> {
+fn report_load(report: &LoadReport, pacing: &Pacing) -> Result<(), Failure> {
     println!("{report}");
-    if let Some(path) = json {
+    if let Some(path) = &pacing.svg {
+        load::write_svg(report, path, "replenish load: latency over time")
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = pacing.json.as_deref() {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| Failure::Other(e.to_string()))?;
         std::fs::write(path, text + "\n")
