@@ -320,8 +320,10 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let links: [SocketAddr; 2] =
         [0, 1].map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let engines = format!(
-        "\n[[engine]]\nname = \"prepaid\"\ncarriers = [\"*\"]\nlinks = [\"{}\", \"{}\"]\nack_timeout = \"500ms\"\n",
+        "\n[[engine]]\nname = \"prepaid\"\ncarriers = [\"*\"]\nlinks = [\"{}\", \"{}\"]\nack_timeout = \"500ms\"\n\
+         [engine.retry_backoff]\ninitial = \"50ms\"\nmax = \"1s\"\n\n[metrics]\nlisten = \"{metrics}\"\n",
         links[0], links[1]
     );
     let config_path = write_config_with(dir.path(), port, &engines);
@@ -388,8 +390,22 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Let in-flight credits (decided but unanswered at the kill) finish too.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let in-flight credits (decided but unanswered at the kill) finish too: the
+    // status endpoint shows the outbox draining to zero.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = tokio::task::spawn_blocking(move || replenish::metrics::fetch_status(metrics))
+            .await
+            .expect("status task");
+        if status.is_ok_and(|s| s.engines.iter().all(|e| e.outbox == 0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
