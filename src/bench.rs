@@ -8,7 +8,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
 
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +20,7 @@ use crate::iso8583::{self, Message, Spec};
 use crate::load::{self, LoadPlan, LoadReport, Pace};
 use crate::record::Record;
 use crate::server::{self, ServeError};
+use crate::simulator::{self, SimConfig, Simulator};
 use crate::switch::accounts::{Account, AccountStatus, Location};
 use crate::switch::confirmation::luhn_check_digit;
 
@@ -36,6 +39,28 @@ pub struct BenchPlan {
     pub accounts: usize,
     /// Data directory (a scratch directory, removed afterwards, when `None`).
     pub data_dir: Option<PathBuf>,
+    /// Also run the engine simulator and measure delivery to it.
+    pub engine: bool,
+}
+
+/// What the bench measured.
+pub struct BenchReport {
+    /// The acquirer side.
+    pub load: LoadReport,
+    /// The engine side, with `--engine`.
+    pub forwarding: Option<Forwarding>,
+}
+
+/// Delivery of the approved credits to the engine simulator.
+pub struct Forwarding {
+    /// Approvals the engine applied.
+    pub credited: usize,
+    /// Approvals it had not applied 60 s after the load ended.
+    pub missing: usize,
+    /// Credits applied per second, from the first approval to the last credit.
+    pub per_second: f64,
+    /// From the approval's response to the engine applying it, microseconds.
+    pub lag: Histogram<u64>,
 }
 
 /// Why the bench could not run.
@@ -56,8 +81,8 @@ pub enum BenchError {
     Setup(String),
 }
 
-/// Runs the bench and returns the load generator's report.
-pub async fn run(plan: BenchPlan) -> Result<LoadReport, BenchError> {
+/// Runs the bench and reports.
+pub async fn run(plan: BenchPlan) -> Result<BenchReport, BenchError> {
     let scratch = match plan.data_dir {
         Some(_) => None,
         None => Some(
@@ -70,7 +95,20 @@ pub async fn run(plan: BenchPlan) -> Result<LoadReport, BenchError> {
         .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
         .ok_or_else(|| BenchError::Setup("no data directory".into()))?;
     let addr = free_loopback_port()?;
-    let config = Config::from_toml(&config_text(&dir, addr), "bench config")
+    let stop_engine = CancellationToken::new();
+    let engine = match plan.engine {
+        true => Some(start_engine(&dir, &stop_engine).await?),
+        false => None,
+    };
+    let links = match &engine {
+        Some(sim) => sim
+            .listeners
+            .iter()
+            .map(|(a, _)| format!("\"{a}\""))
+            .collect::<Vec<_>>(),
+        None => vec!["\"127.0.0.1:9\"".to_owned()],
+    };
+    let config = Config::from_toml(&config_text(&dir, addr, &links.join(", ")), "bench config")
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let accounts = generated_accounts(plan.accounts.max(1));
     seed(&config, &accounts).await?;
@@ -78,17 +116,84 @@ pub async fn run(plan: BenchPlan) -> Result<LoadReport, BenchError> {
     let switch = tokio::spawn(server::run(config, shutdown.clone()));
     wait_until_listening(addr).await?;
     let load = load::run(load_plan(&plan, addr, accounts)?).await;
+    let forwarding = match (&engine, &load) {
+        (Some(sim), Ok(report)) => Some(delivery(sim, &report.approvals).await),
+        _ => None,
+    };
     shutdown.cancel();
     let stopped = switch
         .await
         .map_err(|e| BenchError::Setup(format!("switch task: {e}")))?;
+    stop_engine.cancel();
     stopped?;
-    Ok(load?)
+    Ok(BenchReport {
+        load: load?,
+        forwarding,
+    })
+}
+
+async fn start_engine(
+    dir: &std::path::Path,
+    stop: &CancellationToken,
+) -> Result<Simulator, BenchError> {
+    let spec = Spec::resolve("iso87ascii").map_err(|e| BenchError::Setup(e.to_string()))?;
+    let config = SimConfig {
+        listen: vec![free_loopback_port()?, free_loopback_port()?],
+        ledger: dir.join("engine-ledger.jsonl"),
+        spec: Arc::new(spec),
+        codec: FrameCodec::new(crate::framing::LengthHeader::Binary2),
+        sync: false,
+    };
+    simulator::start(config, stop.clone())
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))
+}
+
+/// Waits (up to 60 s) until the engine applied every approval, then measures.
+async fn delivery(sim: &Simulator, approvals: &[(String, Instant)]) -> Forwarding {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let applied = loop {
+        let applied: Vec<Option<Instant>> = {
+            let ledger = sim.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            approvals
+                .iter()
+                .map(|(c, _)| ledger.credited_at(c))
+                .collect()
+        };
+        if applied.iter().all(Option::is_some) || Instant::now() > deadline {
+            break applied;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // One microsecond to ten minutes at 3 significant digits: valid constants.
+    let mut lag = Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for ((_, approved), credited) in approvals.iter().zip(&applied) {
+        let Some(credited) = credited else { continue };
+        let micros = credited
+            .saturating_duration_since(*approved)
+            .as_micros()
+            .max(1);
+        let _ = lag.record(u64::try_from(micros).unwrap_or(u64::MAX));
+        first = Some(first.map_or(*approved, |f| f.min(*approved)));
+        last = Some(last.map_or(*credited, |l| l.max(*credited)));
+    }
+    let credited = applied.iter().flatten().count();
+    let span = match (first, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    Forwarding {
+        credited,
+        missing: approvals.len() - credited,
+        per_second: credited as f64 / span.max(1e-9),
+        lag,
+    }
 }
 
 /// A switch with one acquirer on `addr`, every carrier routed, limits that only the
 /// transaction amount can hit.
-fn config_text(dir: &std::path::Path, addr: SocketAddr) -> String {
+fn config_text(dir: &std::path::Path, addr: SocketAddr, links: &str) -> String {
     format!(
         r#"
 data_dir = "{dir}"
@@ -102,7 +207,8 @@ max_in_flight = 1024
 [[engine]]
 name = "bench-engine"
 carriers = ["*"]
-links = ["127.0.0.1:9"]
+links = [{links}]
+ack_timeout = "2s"
 
 [limits]
 daily_count = 4000000000

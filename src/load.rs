@@ -172,6 +172,8 @@ pub struct LoadReport {
     pub latency: Histogram<u64>,
     /// Latency over time.
     pub timeline: Vec<Slice>,
+    /// Each approval's DE62 and when its response arrived.
+    pub approvals: Vec<(String, Instant)>,
 }
 
 impl LoadReport {
@@ -252,6 +254,7 @@ struct Tally {
     /// Per slice of `slice` length: latency of requests sent then.
     slices: Vec<Histogram<u64>>,
     slice: Duration,
+    approvals: Vec<(String, Instant)>,
 }
 
 impl Tally {
@@ -298,6 +301,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, LoadError> {
         sent: 0,
         slices,
         slice,
+        approvals: Vec::new(),
     }));
     let mut streams = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections.max(1) {
@@ -327,7 +331,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, LoadError> {
         unanswered += worker.await.unwrap_or(0);
     }
     let elapsed = plan.duration.min(started.elapsed());
-    let tally = lock(&tally);
+    let mut tally = lock(&tally);
     Ok(LoadReport {
         sent: tally.sent,
         codes: tally.codes.clone(),
@@ -335,6 +339,7 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, LoadError> {
         elapsed,
         latency: tally.latency.clone(),
         timeline: tally.timeline(),
+        approvals: std::mem::take(&mut tally.approvals),
     })
 }
 
@@ -379,6 +384,9 @@ async fn connection(
                 let mut t = lock(&tally);
                 t.record(sent.saturating_duration_since(started), micros);
                 let code = answer.text(39).unwrap_or("??");
+                if let (true, Some(confirmation)) = (code == "00", answer.text(62)) {
+                    t.approvals.push((confirmation.to_owned(), Instant::now()));
+                }
                 let code = if answer.mti().class() == 2 {
                     code.to_owned()
                 } else {

@@ -185,6 +185,9 @@ enum Command {
         /// Distinct generated accounts.
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
+        /// Also run the engine simulator and measure delivery of every credit to it.
+        #[arg(long)]
+        engine: bool,
         #[command(flatten)]
         pacing: Pacing,
     },
@@ -376,7 +379,11 @@ fn run(command: Command) -> Result<(), Failure> {
             mix,
             pacing,
         } => load(to, spec, framing, accounts, mix, pacing),
-        Command::Bench { accounts, pacing } => bench(accounts, pacing),
+        Command::Bench {
+            accounts,
+            engine,
+            pacing,
+        } => bench(accounts, engine, pacing),
         Command::Demo { requests, data_dir } => demo(requests, data_dir),
         Command::Status { metrics } => {
             let status = replenish::metrics::fetch_status(metrics).map_err(Failure::Other)?;
@@ -491,7 +498,7 @@ fn load(
     report_load(&report, &pacing)
 }
 
-fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
+fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
     logging::init("warn");
     let plan = BenchPlan {
         connections: pacing.connections,
@@ -499,11 +506,26 @@ fn bench(accounts: usize, pacing: Pacing) -> Result<(), Failure> {
         duration: pacing.duration.into(),
         accounts,
         data_dir: None,
+        engine,
     };
     let report = runtime()?
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
-    report_load(&report, &pacing)
+    report_load(&report.load, &pacing)?;
+    if let Some(forwarding) = &report.forwarding {
+        let ms = |q: f64| forwarding.lag.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "engine      {} credited ({} missing), {:.0}/s delivered and acked",
+            forwarding.credited, forwarding.missing, forwarding.per_second
+        );
+        println!(
+            "lag ms      approval to engine: p50 {:.2}  p99 {:.2}  max {:.2}",
+            ms(0.5),
+            ms(0.99),
+            forwarding.lag.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
 }
 
 fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {

@@ -62,6 +62,8 @@ pub struct Entry {
 /// The applied credits and reversals and the balances they make.
 pub struct Ledger {
     applied: HashSet<(String, String)>,
+    /// When each credit of this run was applied (for the end-to-end bench).
+    credited_at: HashMap<String, std::time::Instant>,
     balances: HashMap<String, i64>,
     file: File,
     sync: bool,
@@ -105,6 +107,7 @@ impl Ledger {
             .map_err(|e| fail(e.to_string()))?;
         let mut ledger = Ledger {
             applied: HashSet::new(),
+            credited_at: HashMap::new(),
             balances: HashMap::new(),
             file,
             sync,
@@ -142,8 +145,16 @@ impl Ledger {
         if self.sync {
             self.file.sync_data()?;
         }
+        if entry.kind == "credit" {
+            (self.credited_at).insert(entry.confirmation.clone(), std::time::Instant::now());
+        }
         self.remember(&entry);
         Ok(true)
+    }
+
+    /// When the credit with `confirmation` was applied by this process, if it was.
+    pub fn credited_at(&self, confirmation: &str) -> Option<std::time::Instant> {
+        self.credited_at.get(confirmation).copied()
     }
 
     fn remember(&mut self, entry: &Entry) {
