@@ -24,7 +24,7 @@ pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
     let mti = read_mti(spec, &mut cursor)?;
     let empty = |e: DecodeError| e.with_partial(Message::new(mti));
     let present = read_bitmaps(spec, &mut cursor).map_err(empty)?;
-    if let Some(undefined) = present.fields.iter().find(|&n| spec.field(n).is_none()) {
+    if let Some(undefined) = spec.first_undefined(present.fields) {
         let offset = present.offset_of(undefined);
         return Err(empty(DecodeError::new(
             Element::Field(undefined),

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::charset::Class;
-use super::message::Masking;
+use super::message::{FieldSet, Masking};
 
 /// The highest field number any spec can define (with a tertiary bitmap).
 pub const MAX_FIELD: u8 = 192;
@@ -175,6 +175,8 @@ pub struct Spec {
     /// Whether bit 65 announces a tertiary bitmap (fields 129-192). Default false.
     pub tertiary_bitmap: bool,
     fields: Vec<Option<FieldSpec>>,
+    /// The fields defined, as a set (one mask test finds a flagged undefined field).
+    defined: FieldSet,
     masking: Masking,
 }
 
@@ -335,6 +337,13 @@ impl Spec {
     pub fn masking(&self) -> Masking {
         self.masking
     }
+
+    /// The first field of `present` the spec does not define, if any.
+    pub fn first_undefined(&self, present: FieldSet) -> Option<u8> {
+        let (present, defined) = (present.words(), self.defined.words());
+        let extra = FieldSet::from_words([0, 1, 2].map(|i| present[i] & !defined[i]));
+        extra.iter().next()
+    }
 }
 
 /// Turns a parsed spec file into a checked [`Spec`].
@@ -354,6 +363,7 @@ impl SpecBuilder<'_> {
         }
         let mut fields: Vec<Option<FieldSpec>> = vec![None; usize::from(MAX_FIELD) + 1];
         let mut masking = Masking::default();
+        let mut defined = FieldSet::new();
         for entry in &file.fields {
             let field = self.field(entry)?;
             match field.mask {
@@ -365,6 +375,7 @@ impl SpecBuilder<'_> {
             if slot.is_some() {
                 return Err(self.field_error(entry.number, "defined twice"));
             }
+            defined.insert(field.number);
             *slot = Some(field);
         }
         Ok(Spec {
@@ -374,6 +385,7 @@ impl SpecBuilder<'_> {
             bitmap: file.bitmap,
             tertiary_bitmap: file.tertiary_bitmap,
             fields,
+            defined,
             masking,
         })
     }
