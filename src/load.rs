@@ -362,12 +362,16 @@ async fn connection(
         Pace::Rate(_) => 1 << 20,
     };
     let permits = Arc::new(Semaphore::new(window));
+    // Set when the sender is done: only then may an empty pending table end receiving
+    // (before, the sender may be about to add a batch).
+    let sent_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let receiving = {
-        let (plan, pending, tally, permits) = (
+        let (plan, pending, tally, permits, sent_all) = (
             plan.clone(),
             pending.clone(),
             tally.clone(),
             permits.clone(),
+            sent_all.clone(),
         );
         tokio::spawn(async move {
             while let Ok(Some(Ok(frame))) =
@@ -395,7 +399,7 @@ async fn connection(
                 *t.codes.entry(code).or_default() += 1;
                 drop(t);
                 permits.add_permits(1);
-                if Instant::now() > started + plan.duration && lock(&pending).is_empty() {
+                if sent_all.load(std::sync::atomic::Ordering::Acquire) && lock(&pending).is_empty() {
                     break;
                 }
             }
@@ -481,6 +485,7 @@ async fn connection(
             break;
         }
     }
+    sent_all.store(true, std::sync::atomic::Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lock(&pending).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
