@@ -399,7 +399,8 @@ async fn connection(
                 *t.codes.entry(code).or_default() += 1;
                 drop(t);
                 permits.add_permits(1);
-                if sent_all.load(std::sync::atomic::Ordering::Acquire) && lock(&pending).is_empty() {
+                if sent_all.load(std::sync::atomic::Ordering::Acquire) && lock(&pending).is_empty()
+                {
                     break;
                 }
             }
