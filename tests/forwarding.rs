@@ -225,3 +225,45 @@ async fn credits_wait_for_an_engine_restart() {
     assert_exactly_once(&ledger, &approved(&answers)).await;
     switch.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_echo_test_is_answered() {
+    use replenish::iso8583::Mti;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let engine_addr = listener.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let switch = switch(dir.path(), &[engine_addr]).await;
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the link connects")
+        .expect("accept");
+    let mut engine = support::Client::over(stream);
+    let sign_on = engine.try_receive().await.expect("sign-on");
+    assert_eq!(
+        (sign_on.mti().as_str(), sign_on.text(70)),
+        ("0800", Some("001"))
+    );
+    let mut answer = Message::new(Mti::new(b"0810").expect("mti"));
+    answer.set(11, sign_on.text(11).expect("DE11").to_owned());
+    answer.set(39, "00");
+    assert!(engine.try_send(&answer).await);
+
+    let mut echo = Message::new(Mti::new(b"0800").expect("mti"));
+    echo.set(7, "1123120000");
+    echo.set(11, "424242");
+    echo.set(70, "301");
+    assert!(engine.try_send(&echo).await);
+    let reply = engine.try_receive().await.expect("an 0810");
+    assert_eq!(
+        (
+            reply.mti().as_str(),
+            reply.text(11),
+            reply.text(39),
+            reply.text(70)
+        ),
+        ("0810", Some("424242"), Some("00"), Some("301"))
+    );
+    switch.stop().await;
+}

@@ -292,6 +292,11 @@ impl Task {
                 frame = reader.next() => {
                     last_heard = Instant::now();
                     if let Some(reply) = read(&settings, frame)? {
+                        if reply.mti().as_str() == "0800" {
+                            // The engine's own echo test or sign-on: answer it.
+                            send(&settings, &mut writer, &network_answer(&reply)).await?;
+                            continue;
+                        }
                         let key = advice::match_key(&reply);
                         if echo.as_ref().is_some_and(|(k, _)| *k == key) {
                             echo = None;
@@ -389,6 +394,18 @@ fn read(
             Ok(None)
         }
     }
+}
+
+/// The `0810` to an engine's `0800`: DE7, DE11 and DE70 echoed, DE39 `00`.
+fn network_answer(request: &Message) -> Message {
+    let mut answer = Message::new(request.mti().response().unwrap_or(request.mti()));
+    for number in [7u8, 11, 70] {
+        if let Some(value) = request.get(number) {
+            answer.set(number, value.clone());
+        }
+    }
+    answer.set(39, "00");
+    answer
 }
 
 fn deliver(
