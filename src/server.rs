@@ -200,6 +200,16 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Runs the switch until `shutdown` is cancelled (SIGTERM) or the journal fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    run_reporting(config, shutdown, None).await
+}
+
+/// [`run`], sending the listeners' bound addresses to `ready` once every acquirer
+/// listens (a `listen` with port 0 gets a free port: tests and benches use this).
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
+) -> Result<(), ServeError> {
     let (router, plan) = engine::plan(&config.engine);
     let data = DataDir::open_with(&config, Some(router))?;
     let forwarding = CancellationToken::new();
@@ -230,12 +240,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     })?);
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let mut bound = Vec::new();
     for acquirer in &config.acquirer {
         let settings = Arc::new(settings(acquirer, metrics.clone())?);
         let listener = TcpListener::bind(acquirer.listen)
             .await
             .map_err(io_error(Path::new(&acquirer.name)))?;
-        info!(link.name = %acquirer.name, "listening on {}", acquirer.listen);
+        let local = listener.local_addr().unwrap_or(acquirer.listen);
+        bound.push(local);
+        info!(link.name = %acquirer.name, "listening on {local}");
         let context = Context {
             settings,
             decider: decider.clone(),
@@ -244,6 +257,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             tracker: tracker.clone(),
         };
         tracker.spawn(acquirer::serve(listener, context));
+    }
+    if let Some(ready) = ready {
+        let _ = ready.send(bound);
     }
     tokio::select! {
         () = shutdown.cancelled() => info!("shutting down: draining in-flight messages"),

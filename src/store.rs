@@ -69,6 +69,9 @@ impl TransactionEntry {
     }
 }
 
+/// Retries of a held sled lock, 50 ms apart.
+const LOCK_RETRIES: u32 = 40;
+
 /// How often sled writes its pages out (milliseconds); bounds the replay after a crash.
 const FLUSH_EVERY_MS: u64 = 10_000;
 
@@ -81,6 +84,22 @@ pub struct Store {
 impl Store {
     /// Opens (creating) the indexes in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // sled releases its lock only when its last background thread has let go of
+        // the database, a moment after the previous owner closed it (a restart, an
+        // import just before `serve`): a lock that is still held is retried briefly.
+        let mut attempts = 0;
+        loop {
+            match Store::open_once(dir) {
+                Err(StoreError::InUse { .. }) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Store, StoreError> {
         // The journal, not sled, makes decisions durable (DESIGN.md §5): sled may lose a
         // suffix in a crash and the replay on start restores it, so it flushes lazily.
         // Its flush is an fsync of a large write, and on ext4 a concurrent `fdatasync`

@@ -91,23 +91,31 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// Starts a switch on `config` and waits until it accepts connections.
-    pub async fn start(config: Config) -> Switch {
-        let addr = config.acquirer[0].listen;
+    /// Starts a switch on `config` (its first acquirer on a port the OS picks) and
+    /// waits until it listens.
+    pub async fn start(mut config: Config) -> Switch {
+        config.acquirer[0].listen.set_port(0);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server::run(config.clone(), shutdown.clone()));
-        for _ in 0..500 {
-            if TcpStream::connect(addr).await.is_ok() {
-                return Switch {
-                    addr,
-                    config,
-                    shutdown,
-                    task,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let (ready, bound) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(server::run_reporting(
+            config.clone(),
+            shutdown.clone(),
+            Some(ready),
+        ));
+        let addr = match tokio::time::timeout(Duration::from_secs(30), bound).await {
+            Ok(Ok(addrs)) => addrs[0],
+            Ok(Err(_)) => match task.await {
+                Ok(Err(e)) => panic!("switch did not start: {e}"),
+                other => panic!("switch did not start: {other:?}"),
+            },
+            Err(_) => panic!("switch did not listen within 30 s"),
+        };
+        Switch {
+            addr,
+            config,
+            shutdown,
+            task,
         }
-        panic!("switch did not start on {addr}");
     }
 
     /// Stops it as SIGTERM would and waits for the drain.
