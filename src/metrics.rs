@@ -51,9 +51,9 @@ pub struct Metrics {
     responses: Family<ResponseLabels, Counter>,
     outbox_depth: Family<EngineLabels, Gauge>,
     oldest_age: Family<EngineLabels, Gauge>,
-    sent: Family<EngineLabels, Gauge>,
-    retransmitted: Family<EngineLabels, Gauge>,
-    acked: Family<EngineLabels, Gauge>,
+    sent: Family<EngineLabels, Counter>,
+    retransmitted: Family<EngineLabels, Counter>,
+    acked: Family<EngineLabels, Counter>,
     link_up: Family<LinkLabels, Gauge>,
     engines: Mutex<Vec<EngineView>>,
 }
@@ -124,20 +124,21 @@ impl Metrics {
             "outbox_oldest_age_seconds",
             "Seconds since the outbox was last empty",
         );
-        let sent = gauge(
-            &mut registry,
-            "credits_sent",
-            "Credit advices sent (0220) since start",
-        );
-        let retransmitted = gauge(
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<EngineLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let sent = counter(&mut registry, "credits_sent", "Credit advices sent (0220)");
+        let retransmitted = counter(
             &mut registry,
             "credits_retransmitted",
-            "Credit advices repeated (0221) since start",
+            "Credit advices repeated (0221)",
         );
-        let acked = gauge(
+        let acked = counter(
             &mut registry,
             "credits_acked",
-            "Credits acknowledged by the engine since start",
+            "Credits acknowledged by the engine",
         );
         let link_up = Family::<LinkLabels, Gauge>::default();
         registry.register(
@@ -262,9 +263,14 @@ impl Metrics {
             };
             set(&self.outbox_depth, engine.outbox);
             set(&self.oldest_age, engine.oldest_age_s);
-            set(&self.sent, engine.sent);
-            set(&self.retransmitted, engine.retransmitted);
-            set(&self.acked, engine.acked);
+            // The forwarder's tallies only grow: the counters catch up to them.
+            let catch_up = |family: &Family<EngineLabels, Counter>, value: u64| {
+                let counter = family.get_or_create(&labels);
+                let _ = counter.inc_by(value.saturating_sub(counter.get()));
+            };
+            catch_up(&self.sent, engine.sent);
+            catch_up(&self.retransmitted, engine.retransmitted);
+            catch_up(&self.acked, engine.acked);
             for (link, up) in engine.links {
                 let labels = LinkLabels {
                     engine: engine.name.clone(),
