@@ -278,6 +278,10 @@ pub struct SwitchConfig {
     /// On SIGTERM, time allowed to answer what is in flight. Default `10s`.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a `0100` approval holds its amount while waiting for its completion
+    /// advice. Default `30m`.
+    #[serde(default = "default_hold_expiry", with = "humantime_serde")]
+    pub hold_expiry: Duration,
 }
 
 impl Default for SwitchConfig {
@@ -285,10 +289,14 @@ impl Default for SwitchConfig {
         SwitchConfig {
             reversal_without_original: OrphanReversal::Approve,
             shutdown_grace: default_grace(),
+            hold_expiry: default_hold_expiry(),
         }
     }
 }
 
+fn default_hold_expiry() -> Duration {
+    Duration::from_secs(30 * 60)
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }

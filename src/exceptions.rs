@@ -1,6 +1,7 @@
 //! The exception and fraud logs: reviewable JSON-lines files of every transaction the
-//! switch declined or could not decide, with the reason and the request masked (the
-//! seed's step 304 and its fraud file). Each line carries the journal sequence number
+//! switch declined or could not decide, and of what it acknowledged but a reviewer
+//! should see (reversals without an original, advices queued for correction), with the
+//! reason and the request masked (the seed's step 304 and its fraud file). Each line carries the journal sequence number
 //! of its record as `id`; after a crash the indexer may write a line again, so readers
 //! keep the first line of each id.
 
@@ -43,11 +44,14 @@ impl Exception {
     pub fn of(seq: u64, record: &Record) -> Option<(Exception, bool)> {
         match record {
             Record::Decided(d) => {
-                let decline = d.decline.as_ref()?;
-                let reason = serde_json::to_value(decline)
-                    .ok()
-                    .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
-                    .unwrap_or_default();
+                let reason = match (&d.decline, &d.note) {
+                    (Some(decline), _) => serde_json::to_value(decline)
+                        .ok()
+                        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
+                        .unwrap_or_default(),
+                    (None, Some(note)) => note.clone(),
+                    (None, None) => return None,
+                };
                 let line = Exception {
                     id: seq,
                     at: rfc3339(d.at_ms),
@@ -58,7 +62,8 @@ impl Exception {
                     account: d.account.as_deref().map(|a| mask_pan(a.as_bytes())),
                     summary: d.summary.clone(),
                 };
-                Some((line, decline.is_suspect()))
+                let suspect = d.decline.as_ref().is_some_and(|x| x.is_suspect());
+                Some((line, suspect))
             }
             Record::Rejected(r) => Some((
                 Exception {

@@ -2,7 +2,7 @@
 //! [`replay`] applies every record the index lacks; while serving, [`spawn`] runs one
 //! thread that applies each batch the journal reports durable, in order, and publishes
 //! the last position applied (the decider prunes its memory by it). It also hands the
-//! credits of each durable batch to the engine forwarders.
+//! credits and reversal advices of each durable batch to the engine forwarders.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
-use crate::engine::Router;
+use crate::engine::{Outbound, Router};
 use crate::exceptions::ExceptionLog;
 use crate::journal::{self, JournalError};
-use crate::record::Record;
+use crate::record::{Record, ReversalEffect};
 use crate::store::{Store, StoreError};
 
 /// Records applied per index batch during replay.
@@ -119,14 +119,25 @@ fn apply(
     Ok(records.len() as u64)
 }
 
-/// Hands the credits of durable approvals to their engines before they are indexed:
-/// forwarding starts as soon as the journal has them.
+/// Hands the credits and reversal advices of durable records to their engines before
+/// they are indexed: forwarding starts as soon as the journal has them.
 fn route_credits(router: &Router, records: &[(u64, Record)]) {
     for (_, record) in records {
-        if let Record::Decided(decision) = record {
-            if let Some(credit) = &decision.credit {
-                router.route(credit.clone());
+        match record {
+            Record::Decided(decision) => {
+                if let Some(credit) = &decision.credit {
+                    router.route(Outbound::Credit(credit.clone()));
+                }
+                if let Some(ReversalEffect::Advised(advice)) =
+                    decision.reversal.as_ref().map(|r| &r.effect)
+                {
+                    router.route(Outbound::Reversal(advice.clone()));
+                }
             }
+            Record::Resubmitted(resubmission) => {
+                router.route(Outbound::Credit(resubmission.credit.clone()));
+            }
+            _ => {}
         }
     }
 }

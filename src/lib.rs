@@ -23,6 +23,7 @@ pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod plot;
+pub mod queue;
 pub mod record;
 pub mod replay;
 pub mod server;

@@ -22,7 +22,7 @@ use replenish::iso8583::Spec;
 use replenish::load::{self, LoadPlan, LoadReport, Pace};
 use replenish::simulator::{self, Faults, SimConfig, SimError};
 use replenish::switch::accounts::{AccountStatus, parse_accounts};
-use replenish::{capture, logging, replay, server};
+use replenish::{capture, logging, queue, replay, server};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -80,6 +80,11 @@ enum Command {
     Locations {
         #[command(subcommand)]
         action: Import,
+    },
+    /// The exception queue: advices acknowledged but not credited (`list`, `resubmit ID`).
+    Exceptions {
+        #[command(subcommand)]
+        action: ExceptionsAction,
     },
     /// Drive a running switch with 0200 requests and report throughput and latency.
     Load {
@@ -199,6 +204,33 @@ enum Import {
     Import {
         /// The CSV file.
         file: PathBuf,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExceptionsAction {
+    /// List the queue: open items, or every item with --all.
+    List {
+        /// Also items resubmitted already.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Credit an item once its account is corrected; journaled with --by and the time.
+    Resubmit {
+        /// The item id from `exceptions list`.
+        id: u64,
+        /// Who resubmits (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
         /// Config naming the data directory; without it, the embedded default.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -371,6 +403,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Locations {
             action: Import::Import { file, config },
         } => import(Table::Locations, file, config),
+        Command::Exceptions { action } => exceptions(action),
         Command::Load {
             to,
             spec,
@@ -465,6 +498,55 @@ fn import(table: Table, file: PathBuf, config: Option<PathBuf>) -> Result<(), Fa
         }
         Err(e) => Err(Failure::Other(e.to_string())),
     }
+}
+
+fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
+    match action {
+        ExceptionsAction::List { all, json, config } => {
+            let config = load_config(config.as_deref())?;
+            let items = queue::list(&config).map_err(|e| Failure::Other(e.to_string()))?;
+            let shown: Vec<_> = items.into_iter().filter(|i| all || i.is_open()).collect();
+            if json {
+                for item in &shown {
+                    let line =
+                        serde_json::to_string(item).map_err(|e| Failure::Other(e.to_string()))?;
+                    println!("{line}");
+                }
+            } else {
+                print!("{}", queue_table(&shown));
+            }
+            Ok(())
+        }
+        ExceptionsAction::Resubmit { id, by, config } => {
+            let config = load_config(config.as_deref())?;
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|b| !b.trim().is_empty())
+                .ok_or_else(|| Failure::Input("--by NAME is required ($USER is not set)".into()))?;
+            let confirmation =
+                queue::resubmit(&config, id, &by).map_err(|e| Failure::Other(e.to_string()))?;
+            println!("item {id} resubmitted by {by}: credited as confirmation {confirmation}");
+            Ok(())
+        }
+    }
+}
+
+/// The queue as a table with a header line.
+fn queue_table(items: &[queue::Shown]) -> String {
+    let mut out = format!(
+        "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {}\n",
+        "ID", "QUEUED", "MTI", "ACCOUNT", "AMOUNT", "CUR", "REASON / STATUS"
+    );
+    for i in items {
+        out += &format!(
+            "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {} [{}]\n",
+            i.id, i.queued, i.mti, i.account, i.amount, i.currency, i.reason, i.status
+        );
+    }
+    if items.is_empty() {
+        out += "(the exception queue is empty)\n";
+    }
+    out
 }
 
 fn load(

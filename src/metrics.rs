@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::switch::decide::Decider;
 use tracing::{info, warn};
 
 use crate::engine::Running;
@@ -287,16 +289,21 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/status` on `addr` until `shutdown`.
+/// Serves `/metrics` and `/status` on `addr` until `shutdown`, and with a decider the
+/// exception queue (`/exceptions`, see [`crate::queue`]).
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    decider: Option<Arc<Decider>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(prometheus))
         .route("/status", get(status))
         .with_state(metrics);
+    if let Some(decider) = decider {
+        app = app.merge(crate::queue::routes(decider));
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!("metrics on http://{addr}/metrics");
     axum::serve(listener, app)

@@ -30,10 +30,16 @@ pub enum Record {
         /// The rows.
         locations: Vec<Location>,
     },
-    /// A credit advice put on an engine link: the first `0220` or a `0221` repeat.
+    /// A credit or reversal advice put on an engine link: the first `0220` / `0420` or
+    /// a `0221` / `0421` repeat.
     CreditSent(Delivery),
-    /// An engine acknowledged a credit: its outbox entry is done.
+    /// An engine acknowledged a credit (`0230`) or a reversal (`0430`): its outbox entry
+    /// is done.
     CreditAcked(Delivery),
+    /// Authorization holds past their expiry, released.
+    HoldsExpired(Box<Expiry>),
+    /// An operator resubmitted an exception-queue item.
+    Resubmitted(Box<Resubmission>),
 }
 
 /// One send or acknowledgement of a credit on an engine link.
@@ -78,6 +84,176 @@ pub struct Decision {
     pub approval: Option<Approval>,
     /// The credit to forward, on approval.
     pub credit: Option<Credit>,
+    /// What the decision changes in the account's daily usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageChange>,
+    /// An authorization approved: its amount is held until completion or expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// An advice acknowledged but not credited (its account cannot be routed): the
+    /// exception queue keeps it for correction and resubmission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owed: Option<Owed>,
+    /// A reversal: what it matched and what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<Reversal>,
+    /// An earlier transaction this one changed (reversed, completed, or remembered as
+    /// reversed before it arrived), as it stands after this decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<Touched>,
+    /// Why a reviewer should see this although it was not declined (the exception log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Decision {
+    /// An approval of `key` with nothing decided yet: the caller fills in the rest.
+    pub fn new(
+        key: TransactionKey,
+        fingerprint: String,
+        mti: String,
+        summary: Summary,
+    ) -> Decision {
+        Decision {
+            key,
+            fingerprint,
+            mti,
+            at_ms: 0,
+            day: String::new(),
+            code: ResponseCode::Approved,
+            decline: None,
+            summary,
+            account: None,
+            approval: None,
+            credit: None,
+            usage: None,
+            hold: None,
+            owed: None,
+            reversal: None,
+            touches: None,
+            note: None,
+        }
+    }
+}
+
+/// A change of one account's usage on one day (negative on reversals and expiries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageChange {
+    /// The prepaid account.
+    pub account: String,
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Change of the approved count.
+    pub count: i32,
+    /// Change of the approved amount, minor units.
+    pub amount: i64,
+}
+
+/// An authorization's hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// When it expires, milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+    /// The credit its completion will make (amount = the amount held).
+    pub credit: Credit,
+}
+
+/// A credit the switch owes but cannot route yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owed {
+    /// The prepaid account named by the advice (may be the one that is wrong).
+    pub account: String,
+    /// Minor units.
+    pub amount: u64,
+    /// DE49.
+    pub currency: String,
+    /// DE3.
+    pub processing_code: String,
+    /// DE37.
+    pub rrn: String,
+    /// Why it could not be credited.
+    pub reason: String,
+}
+
+/// An earlier transaction's index entry as a later decision left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touched {
+    /// Its key.
+    pub key: TransactionKey,
+    /// Its entry now.
+    pub entry: crate::store::TransactionEntry,
+}
+
+/// What a reversal matched and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reversal {
+    /// The original's key (for `not_found`: the key a late original would have).
+    pub original: Option<TransactionKey>,
+    /// Minor units reversed.
+    pub reversed: u64,
+    /// The effect.
+    pub effect: ReversalEffect,
+}
+
+/// The effect of a reversal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum ReversalEffect {
+    /// No original: remembered, so a late original is declined.
+    NotFound,
+    /// Nothing changed (the note says why: already reversed, declined, mismatch).
+    Ignored,
+    /// The credit had not left the switch: its outbox entry now holds `remaining`
+    /// (none: removed) and nothing goes to the engine.
+    Cancelled {
+        /// The engine.
+        engine: String,
+        /// DE62 of the credit.
+        confirmation: String,
+        /// The credit as it now stands, for a partial reversal.
+        remaining: Option<Credit>,
+    },
+    /// The credit may have reached the engine: a reversal advice goes out.
+    Advised(ReversalAdvice),
+    /// An authorization's hold was released (in full or in part).
+    Released,
+}
+
+/// A reversal advice for a prepaid engine (`0420`, repeat `0421`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalAdvice {
+    /// The credit being reversed (its amount is the original amount, DE4).
+    pub credit: Credit,
+    /// What remains credited after the reversal (DE95), 0 for a full reversal.
+    pub remaining: u64,
+}
+
+/// Holds released by expiry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Each hold's entry, now expired, and the usage it gives back.
+    pub holds: Vec<(Touched, UsageChange)>,
+}
+
+/// An operator's resubmission of an exception-queue item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resubmission {
+    /// The queue item (the journal sequence number of the decision that queued it).
+    pub id: u64,
+    /// Who resubmitted it.
+    pub by: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The confirmation it was credited with.
+    pub approval: Approval,
+    /// The credit now owed to the engine.
+    pub credit: Credit,
+    /// The usage it counts toward.
+    pub usage: UsageChange,
+    /// The advice's transaction entry, now credited.
+    pub touches: Touched,
 }
 
 /// A masked summary of the request, for exception and fraud logs.

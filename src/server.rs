@@ -20,7 +20,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::acquirer::{self, Context, Settings};
-use crate::config::{AcquirerConfig, Config};
+use crate::config::{AcquirerConfig, Config, OrphanReversal};
+use crate::engine::unsent::Unsent;
 use crate::engine::{self, Router};
 use crate::exceptions::ExceptionLog;
 use crate::framing::FrameCodec;
@@ -30,8 +31,9 @@ use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::store::{Store, StoreError};
+use crate::switch::codes::ResponseCode;
 use crate::switch::confirmation::ConfirmationNumbers;
-use crate::switch::decide::{Decider, Link, Parts, Routes, SwitchError};
+use crate::switch::decide::{Decider, Link, Parts, Policy, Routes, SwitchError};
 use crate::switch::validate::Rules;
 
 /// Why the server (or an import) stopped with an error.
@@ -212,32 +214,22 @@ pub async fn run_reporting(
 ) -> Result<(), ServeError> {
     let (router, plan) = engine::plan(&config.engine);
     let data = DataDir::open_with(&config, Some(router))?;
+    let unsent = Unsent::default();
     let forwarding = CancellationToken::new();
-    let engines = engine::start(plan, &data.journal, &data.store, &forwarding)?;
+    let engines = engine::start(plan, &data.journal, &data.store, &unsent, &forwarding)?;
+    let decider = Arc::new(decider(&config, &data, unsent)?);
     let metrics = Arc::new(Metrics::new());
     metrics.watch_engines(&engines);
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
+        let decider = decider.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, metrics, stop).await {
+            if let Err(e) = crate::metrics::serve(addr, metrics, Some(decider), stop).await {
                 warn!("metrics endpoint {addr}: {e}");
             }
         });
     }
-    let decider = Arc::new(Decider::new(Parts {
-        journal: data.journal.clone(),
-        store: data.store.clone(),
-        rules: rules(&config),
-        routes: Routes::new(
-            config
-                .engine
-                .iter()
-                .map(|e| (e.name.as_str(), e.carriers.as_slice())),
-        ),
-        numbers: ConfirmationNumbers::new(&data.confirmation_key()?),
-        applied: data.applied.clone(),
-        clock: chrono::Utc::now,
-    })?);
+    tokio::spawn(expire_holds(decider.clone(), forwarding.clone()));
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut bound = Vec::new();
@@ -285,6 +277,48 @@ pub async fn run_reporting(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The decider of a data directory, with the config's rules, routes and policy.
+pub fn decider(config: &Config, data: &DataDir, unsent: Unsent) -> Result<Decider, ServeError> {
+    let policy = Policy {
+        orphan_reversal: match config.switch.reversal_without_original {
+            OrphanReversal::Approve => ResponseCode::Approved,
+            OrphanReversal::Decline => ResponseCode::NoOriginal,
+        },
+        hold_expiry: config.switch.hold_expiry,
+    };
+    Ok(Decider::new(Parts {
+        journal: data.journal.clone(),
+        store: data.store.clone(),
+        rules: rules(config),
+        routes: Routes::new(
+            config
+                .engine
+                .iter()
+                .map(|e| (e.name.as_str(), e.carriers.as_slice())),
+        ),
+        numbers: ConfirmationNumbers::new(&data.confirmation_key()?),
+        applied: data.applied.clone(),
+        clock: chrono::Utc::now,
+        unsent,
+        policy,
+    })?)
+}
+
+/// Releases expired authorization holds once a second until `stop`.
+async fn expire_holds(decider: Arc<Decider>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => match decider.expire_holds() {
+                Ok(0) => {}
+                Ok(n) => info!("{n} authorization hold(s) expired"),
+                Err(e) => warn!("expiring holds: {e}"),
+            },
+        }
+    }
 }
 
 /// The rules of the `[limits]` section.

@@ -344,12 +344,21 @@ impl Connection {
                 .map(str::to_owned)
                 .ok_or(format!("DE{n} missing"))
         };
+        let amount: u64 = field(4)?
+            .parse()
+            .map_err(|_| "DE4 not a number".to_owned())?;
+        // A partial reversal carries what remains credited in DE95's first 12 digits.
+        let remaining = match message.text(95) {
+            Some(text) => text
+                .get(..12)
+                .and_then(|d| d.parse::<u64>().ok())
+                .ok_or("DE95 does not start with 12 digits".to_owned())?,
+            None => 0,
+        };
         let entry = Entry {
             confirmation: field(62)?,
             min: message.text(102).unwrap_or("").to_owned(),
-            amount: field(4)?
-                .parse()
-                .map_err(|_| "DE4 not a number".to_owned())?,
+            amount: amount.saturating_sub(remaining),
             kind: kind.to_owned(),
         };
         let mut ledger = self.shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
@@ -377,7 +386,7 @@ fn reply(request: &Message, code: &str) -> Message {
         .response()
         .unwrap_or_else(|| Mti::new(b"0810").unwrap_or(request.mti()));
     let mut answer = Message::new(mti);
-    for number in [3u8, 4, 7, 11, 37, 49, 62, 70, 90, 102] {
+    for number in [3u8, 4, 7, 11, 37, 49, 62, 70, 90, 95, 102] {
         if let Some(value) = request.get(number) {
             answer.set(number, value.clone());
         }

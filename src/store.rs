@@ -12,7 +12,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Credit, Decision, Record};
+use crate::record::{
+    Credit, Decision, Delivery, Expiry, Owed, Record, Resubmission, ReversalAdvice, ReversalEffect,
+    Touched, UsageChange,
+};
 use crate::switch::accounts::{Account, Location};
 use crate::switch::codes::ResponseCode;
 use crate::switch::key::TransactionKey;
@@ -44,7 +47,8 @@ pub enum StoreError {
     },
 }
 
-/// What the index keeps of a decided transaction: enough to answer a repeat.
+/// What the index keeps of a decided transaction: enough to answer a repeat, and to
+/// reverse or complete it later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionEntry {
     /// The journal record that decided it.
@@ -55,18 +59,124 @@ pub struct TransactionEntry {
     pub code: ResponseCode,
     /// DE62 of an approval.
     pub confirmation: Option<String>,
+    /// The prepaid account, when the request named a valid one.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The UTC day its usage counts toward.
+    #[serde(default)]
+    pub day: String,
+    /// The credit made; for an authorization, the credit its completion would make.
+    #[serde(default)]
+    pub credit: Option<Credit>,
+    /// An authorization's hold expiry, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+    /// An advice acknowledged but waiting in the exception queue.
+    #[serde(default)]
+    pub queued: bool,
+    /// What happened to it since.
+    #[serde(default)]
+    pub standing: Standing,
+}
+
+/// What became of a transaction after its decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "standing", rename_all = "snake_case")]
+pub enum Standing {
+    /// As decided.
+    #[default]
+    Open,
+    /// An authorization completed by its advice.
+    Completed,
+    /// An authorization whose hold expired.
+    Expired,
+    /// Reversed, in full or in part (`amount` reversed).
+    Reversed {
+        /// Minor units reversed.
+        amount: u64,
+        /// Whether nothing remains.
+        full: bool,
+    },
+    /// Not seen yet, but its reversal was: when it arrives it is declined.
+    ReversedBeforeArrival,
 }
 
 impl TransactionEntry {
     /// The entry a decision makes.
     pub fn of(seq: u64, decision: &Decision) -> TransactionEntry {
+        let hold = decision.hold.as_ref();
         TransactionEntry {
             seq,
             fingerprint: decision.fingerprint.clone(),
             code: decision.code,
             confirmation: decision.approval.as_ref().map(|a| a.confirmation.clone()),
+            account: decision.account.clone(),
+            day: decision.day.clone(),
+            credit: decision.credit.clone().or(hold.map(|h| h.credit.clone())),
+            expires_ms: hold.map(|h| h.expires_ms),
+            queued: decision.owed.is_some(),
+            standing: Standing::Open,
         }
     }
+
+    /// The entry that remembers a reversal whose original has not arrived.
+    pub fn reversed_before_arrival(seq: u64) -> TransactionEntry {
+        TransactionEntry {
+            seq,
+            fingerprint: String::new(),
+            code: ResponseCode::NoOriginal,
+            confirmation: None,
+            account: None,
+            day: String::new(),
+            credit: None,
+            expires_ms: None,
+            queued: false,
+            standing: Standing::ReversedBeforeArrival,
+        }
+    }
+
+    /// The amount still held, for an authorization whose hold is open.
+    pub fn held(&self) -> Option<u64> {
+        self.expires_ms?;
+        let amount = self.credit.as_ref()?.amount;
+        match self.standing {
+            Standing::Open => Some(amount),
+            Standing::Reversed {
+                amount: reversed,
+                full: false,
+            } => Some(amount.saturating_sub(reversed)),
+            _ => None,
+        }
+    }
+}
+
+/// An item of the exception queue: an advice the switch acknowledged but could not
+/// credit, kept until an operator resubmits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// The journal sequence number of the decision that queued it.
+    pub id: u64,
+    /// When it was queued, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The advice's transaction key.
+    pub key: TransactionKey,
+    /// The request MTI.
+    pub mti: String,
+    /// The credit owed.
+    pub owed: Owed,
+    /// Set once resubmitted.
+    pub resolved: Option<Resolution>,
+}
+
+/// How a queue item was resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Who resubmitted it.
+    pub by: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The confirmation number it was credited with.
+    pub confirmation: String,
 }
 
 /// Retries of a held sled lock, 50 ms apart.
@@ -156,14 +266,49 @@ impl Store {
 
     /// Credits waiting for `engine`'s acknowledgement, oldest confirmation first.
     pub fn outbox(&self, engine: &str) -> Result<Vec<Credit>, StoreError> {
-        let prefix = key("o/", &format!("{engine}/"));
+        self.scan(&key("o/", &format!("{engine}/")))
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
         self.db
-            .scan_prefix(&prefix)
+            .scan_prefix(prefix)
             .map(|entry| {
                 let (k, v) = entry?;
                 parse(&k, &v)
             })
             .collect()
+    }
+
+    /// Reversal advices waiting for `engine`'s acknowledgement.
+    pub fn reversals(&self, engine: &str) -> Result<Vec<ReversalAdvice>, StoreError> {
+        self.scan(&key("v/", &format!("{engine}/")))
+    }
+
+    /// Authorizations whose hold is open, with their entries.
+    pub fn holds(&self) -> Result<Vec<(TransactionKey, TransactionEntry)>, StoreError> {
+        let keys: Vec<TransactionKey> = self.scan(b"h/")?;
+        let mut holds = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(entry) = self.transaction(&k)? {
+                holds.push((k, entry));
+            }
+        }
+        Ok(holds)
+    }
+
+    /// Transactions with retrieval reference `reference` (see [`reference_id`]).
+    pub fn by_reference(&self, reference: &str) -> Result<Vec<TransactionKey>, StoreError> {
+        Ok(self.get_json(&key("i/", reference))?.unwrap_or_default())
+    }
+
+    /// The exception queue, oldest first.
+    pub fn queue(&self) -> Result<Vec<QueueItem>, StoreError> {
+        self.scan(b"q/")
+    }
+
+    /// One exception-queue item.
+    pub fn queue_item(&self, id: u64) -> Result<Option<QueueItem>, StoreError> {
+        self.get_json(&queue_key(id))
     }
 
     /// The last journal sequence number applied (0 for none).
@@ -222,11 +367,13 @@ impl Store {
 }
 
 /// Collects the writes of several records, reading earlier state once, so that usage
-/// counters add up within a batch.
+/// counters and reference lists add up within a batch.
 struct BatchBuilder<'a> {
     store: &'a Store,
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     usage: HashMap<Vec<u8>, Usage>,
+    references: HashMap<Vec<u8>, Vec<TransactionKey>>,
+    queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
 }
 
@@ -236,6 +383,8 @@ impl<'a> BatchBuilder<'a> {
             store,
             writes: HashMap::new(),
             usage: HashMap::new(),
+            references: HashMap::new(),
+            queue: HashMap::new(),
             counter: None,
         }
     }
@@ -245,8 +394,7 @@ impl<'a> BatchBuilder<'a> {
             Record::Decided(decision) => self.decided(seq, decision),
             Record::Rejected(_) | Record::CreditSent(_) => Ok(()),
             Record::CreditAcked(delivery) => {
-                let slot = format!("{}/{}", delivery.engine, delivery.confirmation);
-                self.writes.insert(key("o/", &slot), None);
+                self.acked(delivery);
                 Ok(())
             }
             Record::AccountsImported { accounts } => {
@@ -261,43 +409,160 @@ impl<'a> BatchBuilder<'a> {
                 }
                 Ok(())
             }
+            Record::HoldsExpired(expiry) => self.expired(expiry),
+            Record::Resubmitted(resubmission) => self.resubmitted(resubmission),
         }
     }
 
     fn decided(&mut self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        self.put("t/", &decision.key.0, &TransactionEntry::of(seq, decision));
+        let entry = TransactionEntry::of(seq, decision);
+        self.put("t/", &decision.key.0, &entry);
+        if let Some(touched) = &decision.touches {
+            self.touch(touched);
+        }
+        if let Some(change) = &decision.usage {
+            self.adjust_usage(change)?;
+        }
+        if let Some(effect) = decision.reversal.as_ref().map(|r| &r.effect) {
+            self.reversal(effect);
+        }
+        if let Some(owed) = &decision.owed {
+            self.enqueue(seq, decision, owed);
+        }
+        if decision.hold.is_some() {
+            self.put("h/", &decision.key.0, &decision.key);
+        }
         let Some(approval) = &decision.approval else {
             return Ok(());
         };
         self.put("c/", &approval.confirmation, &decision.key);
-        self.counter = Some(self.counter.unwrap_or(0).max(approval.counter));
+        self.count(approval.counter);
         if let Some(credit) = &decision.credit {
-            let slot = format!("{}/{}", credit.engine, credit.confirmation);
-            self.put("o/", &slot, credit);
-            if let Some(account) = &decision.account {
-                self.add_usage(account, &decision.day, credit.amount)?;
+            self.put("o/", &outbox_slot(credit), credit);
+        }
+        let reference = reference_id(
+            &decision.summary.acquirer,
+            &decision.summary.terminal,
+            &decision.summary.rrn,
+        );
+        self.add_reference(&reference, &decision.key)
+    }
+
+    /// Writes an earlier transaction's new entry; a hold no longer open is dropped.
+    fn touch(&mut self, touched: &Touched) {
+        self.put("t/", &touched.key.0, &touched.entry);
+        if touched.entry.held().is_none() {
+            self.writes.insert(key("h/", &touched.key.0), None);
+        }
+    }
+
+    fn reversal(&mut self, effect: &ReversalEffect) {
+        match effect {
+            ReversalEffect::Cancelled {
+                engine,
+                confirmation,
+                remaining,
+            } => {
+                let slot = key("o/", &format!("{engine}/{confirmation}"));
+                let value = remaining.as_ref().map(json);
+                self.writes.insert(slot, value);
             }
+            ReversalEffect::Advised(advice) => {
+                self.put("v/", &outbox_slot(&advice.credit), advice);
+            }
+            ReversalEffect::NotFound | ReversalEffect::Ignored | ReversalEffect::Released => {}
+        }
+    }
+
+    fn acked(&mut self, delivery: &Delivery) {
+        // A `04x0` answers a reversal advice, anything else a credit.
+        let prefix = if delivery.mti.starts_with("04") {
+            "v/"
+        } else {
+            "o/"
+        };
+        let slot = format!("{}/{}", delivery.engine, delivery.confirmation);
+        self.writes.insert(key(prefix, &slot), None);
+    }
+
+    fn expired(&mut self, expiry: &Expiry) -> Result<(), StoreError> {
+        for (touched, change) in &expiry.holds {
+            self.touch(touched);
+            self.adjust_usage(change)?;
         }
         Ok(())
     }
 
-    fn add_usage(&mut self, account: &str, day: &str, amount: u64) -> Result<(), StoreError> {
-        let k = usage_key(account, day);
+    fn enqueue(&mut self, seq: u64, decision: &Decision, owed: &Owed) {
+        let item = QueueItem {
+            id: seq,
+            at_ms: decision.at_ms,
+            key: decision.key.clone(),
+            mti: decision.mti.clone(),
+            owed: owed.clone(),
+            resolved: None,
+        };
+        self.queue.insert(seq, item);
+    }
+
+    fn resubmitted(&mut self, resubmission: &Resubmission) -> Result<(), StoreError> {
+        let item = match self.queue.remove(&resubmission.id) {
+            Some(item) => Some(item),
+            None => self.store.queue_item(resubmission.id)?,
+        };
+        if let Some(mut item) = item {
+            item.resolved = Some(Resolution {
+                by: resubmission.by.clone(),
+                at_ms: resubmission.at_ms,
+                confirmation: resubmission.approval.confirmation.clone(),
+            });
+            self.queue.insert(item.id, item);
+        }
+        self.count(resubmission.approval.counter);
+        self.touch(&resubmission.touches);
+        self.put(
+            "o/",
+            &outbox_slot(&resubmission.credit),
+            &resubmission.credit,
+        );
+        self.adjust_usage(&resubmission.usage)
+    }
+
+    fn count(&mut self, counter: u64) {
+        self.counter = Some(self.counter.unwrap_or(0).max(counter));
+    }
+
+    fn adjust_usage(&mut self, change: &UsageChange) -> Result<(), StoreError> {
+        let k = usage_key(&change.account, &change.day);
         let current = match self.usage.get(&k) {
             Some(u) => *u,
-            None => self.store.usage(account, day)?,
+            None => self.store.usage(&change.account, &change.day)?,
         };
-        let next = Usage {
-            count: current.count + 1,
-            amount: current.amount + amount,
+        self.usage
+            .insert(k, current.adjusted(change.count, change.amount));
+        Ok(())
+    }
+
+    fn add_reference(
+        &mut self,
+        reference: &str,
+        transaction: &TransactionKey,
+    ) -> Result<(), StoreError> {
+        let k = key("i/", reference);
+        let list = match self.references.remove(&k) {
+            Some(list) => list,
+            None => self.store.by_reference(reference)?,
         };
-        self.usage.insert(k, next);
+        let mut list = list;
+        if !list.contains(transaction) {
+            list.push(transaction.clone());
+        }
+        self.references.insert(k, list);
         Ok(())
     }
 
     fn put(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        self.writes.insert(key(prefix, id), Some(bytes));
+        self.writes.insert(key(prefix, id), Some(json(value)));
     }
 
     fn finish(self) -> Result<sled::Batch, StoreError> {
@@ -309,7 +574,13 @@ impl<'a> BatchBuilder<'a> {
             }
         }
         for (k, usage) in self.usage {
-            batch.insert(k, serde_json::to_vec(&usage).unwrap_or_default());
+            batch.insert(k, json(&usage));
+        }
+        for (k, list) in self.references {
+            batch.insert(k, json(&list));
+        }
+        for (id, item) in self.queue {
+            batch.insert(queue_key(id), json(&item));
         }
         if let Some(counter) = self.counter {
             let previous = self.store.last_counter()?;
@@ -317,6 +588,26 @@ impl<'a> BatchBuilder<'a> {
         }
         Ok(batch)
     }
+}
+
+/// The index id of a retrieval reference: acquirer id, terminal (DE41) and DE37.
+pub fn reference_id(acquirer: &str, terminal: &str, rrn: &str) -> String {
+    format!("{acquirer}|{terminal}|{rrn}")
+}
+
+fn outbox_slot(credit: &Credit) -> String {
+    format!("{}/{}", credit.engine, credit.confirmation)
+}
+
+fn queue_key(id: u64) -> Vec<u8> {
+    let mut k = b"q/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn json(value: &impl Serialize) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn key(prefix: &str, id: &str) -> Vec<u8> {
@@ -345,30 +636,34 @@ mod tests {
 
     fn decision(key: &str, counter: u64, amount: u64) -> Decision {
         let confirmation = format!("{counter:012}");
-        Decision {
-            key: TransactionKey(key.into()),
-            fingerprint: "f".into(),
-            mti: "0200".into(),
-            at_ms: 0,
+        let mut decision = Decision::new(
+            TransactionKey(key.into()),
+            "f".into(),
+            "0200".into(),
+            Summary::default(),
+        );
+        decision.day = "2026-11-23".into();
+        decision.account = Some("4761739001010010".into());
+        decision.approval = Some(Approval {
+            counter,
+            confirmation: confirmation.clone(),
+        });
+        decision.credit = Some(Credit {
+            engine: "prepaid".into(),
+            min: "2065550100".into(),
+            amount,
+            currency: "840".into(),
+            confirmation,
+            processing_code: "280000".into(),
+            rrn: "1".into(),
+        });
+        decision.usage = Some(UsageChange {
+            account: "4761739001010010".into(),
             day: "2026-11-23".into(),
-            code: ResponseCode::Approved,
-            decline: None,
-            summary: Summary::default(),
-            account: Some("4761739001010010".into()),
-            approval: Some(Approval {
-                counter,
-                confirmation: confirmation.clone(),
-            }),
-            credit: Some(Credit {
-                engine: "prepaid".into(),
-                min: "2065550100".into(),
-                amount,
-                currency: "840".into(),
-                confirmation,
-                processing_code: "280000".into(),
-                rrn: "1".into(),
-            }),
-        }
+            count: 1,
+            amount: amount as i64,
+        });
+        decision
     }
 
     #[test]

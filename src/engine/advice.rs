@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::iso8583::{Message, Mti};
-use crate::record::Credit;
+use crate::record::{Credit, ReversalAdvice};
 
 /// DE70 codes of `0800`.
 pub const SIGN_ON: &str = "001";
@@ -50,10 +50,31 @@ pub fn network(code: &str, stan: u32, now: DateTime<Utc>) -> Message {
     message
 }
 
-/// The key a reply is matched by: DE11 and DE62 (empty for network management).
-pub fn match_key(message: &Message) -> (String, String) {
+/// What a reply is matched to its request by: the message class, DE11 and DE62 (a
+/// credit and its reversal share DE11 and DE62, never the class).
+pub type MatchKey = (u8, String, String);
+
+/// The key a reply is matched by: class, DE11 and DE62 (empty for network management).
+pub fn match_key(message: &Message) -> MatchKey {
     let field = |n| message.text(n).unwrap_or("").to_owned();
-    (field(11), field(62))
+    (message.mti().class(), field(11), field(62))
+}
+
+/// A reversal advice: `0420` the first time, `0421` for every repeat. DE4 is the
+/// credit's amount, DE95 (present for a partial reversal) what remains of it, DE90 the
+/// credit's original data elements.
+pub fn reversal(advice: &ReversalAdvice, repeat: bool, now: DateTime<Utc>) -> Message {
+    let mut message = credit(&advice.credit, false, now);
+    message.set_mti(mti(if repeat { b"0421" } else { b"0420" }));
+    let stan = credit_stan(&advice.credit.confirmation);
+    message.set(90, format!("0220{stan:0>6}{:0<32}", ""));
+    if advice.remaining > 0 {
+        message.set(
+            95,
+            format!("{:012}{:012}C{:08}C{:08}", advice.remaining, 0, 0, 0),
+        );
+    }
+    message
 }
 
 fn mti(digits: &[u8; 4]) -> Mti {

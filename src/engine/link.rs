@@ -26,6 +26,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::advice::MatchKey;
 use super::advice::{self, ECHO, SIGN_OFF, SIGN_ON};
 use super::backoff::Backoff;
 use crate::config::BackoffConfig;
@@ -271,9 +272,9 @@ impl Task {
 
     async fn serve(&mut self, mut reader: Reader, mut writer: Writer) -> Result<(), String> {
         let settings = self.settings.clone();
-        let mut pending: HashMap<(String, String), oneshot::Sender<Message>> = HashMap::new();
+        let mut pending: HashMap<MatchKey, oneshot::Sender<Message>> = HashMap::new();
         let mut last_heard = Instant::now();
-        let mut echo: Option<((String, String), Instant)> = None;
+        let mut echo: Option<(MatchKey, Instant)> = None;
         loop {
             let echo_at = match &echo {
                 Some((_, deadline)) => *deadline,
@@ -323,7 +324,7 @@ impl Task {
     async fn forward(
         &mut self,
         first: Exchange,
-        pending: &mut HashMap<(String, String), oneshot::Sender<Message>>,
+        pending: &mut HashMap<MatchKey, oneshot::Sender<Message>>,
         writer: &mut Writer,
     ) -> Result<(), String> {
         if pending.len() > 4096 {
@@ -350,10 +351,7 @@ impl Task {
             .map_err(|e| e.to_string())
     }
 
-    async fn send_echo(
-        &mut self,
-        writer: &mut Writer,
-    ) -> Result<((String, String), Instant), String> {
+    async fn send_echo(&mut self, writer: &mut Writer) -> Result<(MatchKey, Instant), String> {
         let message = advice::network(ECHO, self.next_stan(), chrono::Utc::now());
         send(&self.settings, writer, &message).await?;
         Ok((
@@ -410,8 +408,8 @@ fn network_answer(request: &Message) -> Message {
 
 fn deliver(
     settings: &LinkSettings,
-    pending: &mut HashMap<(String, String), oneshot::Sender<Message>>,
-    key: (String, String),
+    pending: &mut HashMap<MatchKey, oneshot::Sender<Message>>,
+    key: MatchKey,
     reply: Message,
 ) {
     let mti = reply.mti();
@@ -419,10 +417,10 @@ fn deliver(
         Some(waiter) => {
             if waiter.send(reply).is_err() {
                 info!(engine = %settings.engine, link = %settings.address,
-                      "late reply {} for DE11 {} DE62 {}: its exchange had timed out", mti.as_str(), key.0, key.1);
+                      "late reply {} for DE11 {} DE62 {}: its exchange had timed out", mti.as_str(), key.1, key.2);
             }
         }
         None => info!(engine = %settings.engine, link = %settings.address,
-                      "unmatched reply {} for DE11 {} DE62 {}", mti.as_str(), key.0, key.1),
+                      "unmatched reply {} for DE11 {} DE62 {}", mti.as_str(), key.1, key.2),
     }
 }

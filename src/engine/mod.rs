@@ -1,14 +1,16 @@
 //! Forwarding approved credits to the prepaid engines (DESIGN.md §6): at least once on
 //! the wire, exactly once in effect. Each configured engine gets two [`link`]s and an
 //! [`outbox`] forwarder; the indexer hands every credit to its engine's forwarder
-//! through the [`Router`] as soon as the journal batch that approved it is durable.
-//! [`advice`] builds the outbound messages and [`backoff`] spaces reconnects and
-//! retries.
+//! through the [`Router`] as soon as the journal batch that approved it is durable,
+//! and likewise every reversal advice. [`advice`] builds the outbound messages,
+//! [`backoff`] spaces reconnects and retries, and [`unsent`] lets a reversal cancel a
+//! credit that has not left yet.
 
 pub mod advice;
 pub mod backoff;
 pub mod link;
 pub mod outbox;
+pub mod unsent;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,29 +26,49 @@ use crate::config::EngineConfig;
 use crate::framing::FrameCodec;
 use crate::iso8583::Spec;
 use crate::journal::Journal;
-use crate::record::Credit;
+use crate::record::{Credit, ReversalAdvice};
 use crate::store::{Store, StoreError};
 use link::{LinkHandle, LinkSettings};
 use outbox::{Forwarder, Tally};
 
-/// Hands credits to their engine's forwarder.
+/// What goes to an engine: a credit, or the reversal of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A `0220` credit advice.
+    Credit(Credit),
+    /// A `0420` reversal advice.
+    Reversal(ReversalAdvice),
+}
+
+impl Outbound {
+    /// The credit concerned.
+    pub fn credit(&self) -> &Credit {
+        match self {
+            Outbound::Credit(credit) => credit,
+            Outbound::Reversal(advice) => &advice.credit,
+        }
+    }
+}
+
+/// Hands credits and reversal advices to their engine's forwarder.
 #[derive(Clone, Default)]
 pub struct Router {
-    engines: HashMap<String, mpsc::UnboundedSender<Credit>>,
+    engines: HashMap<String, mpsc::UnboundedSender<Outbound>>,
 }
 
 impl Router {
-    /// Queues `credit` for its engine. A credit for an engine that is not running (the
+    /// Queues `item` for its engine. An item for an engine that is not running (the
     /// config changed) stays in the outbox index and is logged.
-    pub fn route(&self, credit: Credit) {
-        match self.engines.get(&credit.engine) {
+    pub fn route(&self, item: Outbound) {
+        let engine = item.credit().engine.clone();
+        match self.engines.get(&engine) {
             Some(queue) => {
-                if let Err(e) = queue.send(credit) {
-                    warn!(engine = %e.0.engine, "forwarder stopped; credit stays in the outbox");
+                if queue.send(item).is_err() {
+                    warn!(%engine, "forwarder stopped; credit stays in the outbox");
                 }
             }
             None => {
-                warn!(engine = %credit.engine, "no such engine configured; credit stays in the outbox")
+                warn!(%engine, "no such engine configured; credit stays in the outbox")
             }
         }
     }
@@ -56,7 +78,7 @@ impl Router {
 /// indexer can route from its first batch.
 pub struct Plan {
     configs: Vec<EngineConfig>,
-    queues: Vec<mpsc::UnboundedReceiver<Credit>>,
+    queues: Vec<mpsc::UnboundedReceiver<Outbound>>,
 }
 
 /// Channels for every configured engine: the router for the indexer, the plan for
@@ -111,11 +133,13 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// Starts every engine's links and forwarder; the backlog comes from the outbox index.
+/// Starts every engine's links and forwarder; the backlog comes from the outbox index
+/// (credits first, then reversal advices).
 pub fn start(
     plan: Plan,
     journal: &Journal,
     store: &Store,
+    unsent: &unsent::Unsent,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Running>, EngineError> {
     let mut running = Vec::new();
@@ -128,8 +152,15 @@ pub fn start(
             journal: journal.clone(),
             backoff: config.retry_backoff.clone(),
             tally: tally.clone(),
+            unsent: unsent.clone(),
+            crediting: Default::default(),
         };
-        let backlog = store.outbox(&config.name)?;
+        let credits = store
+            .outbox(&config.name)?
+            .into_iter()
+            .map(Outbound::Credit);
+        let reversals = store.reversals(&config.name)?.into_iter();
+        let backlog = credits.chain(reversals.map(Outbound::Reversal)).collect();
         let task = tokio::spawn(forwarder.run(backlog, queue, shutdown.clone()));
         running.push(Running {
             name: config.name,

@@ -6,22 +6,29 @@
 //! whichever link is up, for as long as it takes. A credit found in the outbox at start
 //! may have been sent before the restart, so it goes out as `0221`. Every send and every
 //! ack is journaled; an ack removes the outbox entry. The engine applies each DE62 once,
-//! so a retransmission that crosses a late ack is harmless.
+//! so a retransmission that crosses a late ack is harmless. Reversal advices (`0420`,
+//! repeat `0421`) go the same way, each only after its credit's ack, so an engine never
+//! sees a reversal before the credit; a credit that a reversal cancelled before its
+//! first send is dropped (or sent with the reduced amount) here.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::Outbound;
 use super::advice;
 use super::backoff::Backoff;
 use super::link::{ExchangeError, LinkHandle};
+use super::unsent::{Fate, Unsent};
 use crate::config::BackoffConfig;
+use crate::iso8583::Message;
 use crate::journal::Journal;
-use crate::record::{Credit, Delivery, Record};
+use crate::record::{Delivery, Record};
 
 /// Credits of one engine in flight at once.
 const IN_FLIGHT: usize = 256;
@@ -54,15 +61,58 @@ pub struct Forwarder {
     pub backoff: BackoffConfig,
     /// Counters.
     pub tally: Arc<Tally>,
+    /// Credits approved but not yet sent, shared with the decider.
+    pub unsent: Unsent,
+    /// Credits sent or queued and not yet acknowledged.
+    pub crediting: Crediting,
+}
+
+/// The confirmation numbers of credits not yet acknowledged, and a wake-up for the
+/// reversal advices that wait for one of them.
+#[derive(Debug, Default)]
+pub struct Crediting {
+    open: Mutex<HashSet<String>>,
+    settled: Notify,
+}
+
+impl Crediting {
+    fn open(&self, confirmation: &str) {
+        self.lock().insert(confirmation.to_owned());
+    }
+
+    fn settle(&self, confirmation: &str) {
+        self.lock().remove(confirmation);
+        self.settled.notify_waiters();
+    }
+
+    /// Returns once the credit `confirmation` is acknowledged (at once if it is not
+    /// waiting).
+    async fn wait_settled(&self, confirmation: &str) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if !self.lock().contains(confirmation) {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Forwarder {
-    /// Delivers `backlog` (as repeats) and then every credit from `credits` until
-    /// `shutdown`; undelivered credits stay in the outbox for the next start.
+    /// Delivers `backlog` (as repeats) and then everything from `queue` until
+    /// `shutdown`; undelivered items stay in the outbox for the next start.
     pub async fn run(
         self,
-        backlog: Vec<Credit>,
-        mut credits: mpsc::UnboundedReceiver<Credit>,
+        backlog: Vec<Outbound>,
+        mut queue: mpsc::UnboundedReceiver<Outbound>,
         shutdown: CancellationToken,
     ) {
         let this = Arc::new(self);
@@ -71,7 +121,10 @@ impl Forwarder {
         if !backlog.is_empty() {
             info!(engine = %this.engine, "{} undelivered credit(s) from the outbox", backlog.len());
         }
-        let start = |credit: Credit, repeat: bool| {
+        let start = |item: Outbound, repeat: bool| {
+            if let Outbound::Credit(credit) = &item {
+                this.crediting.open(&credit.confirmation);
+            }
             let (this, permits) = (this.clone(), permits.clone());
             this.tally.outstanding.fetch_add(1, Ordering::Relaxed);
             let queued = now_ms();
@@ -85,18 +138,18 @@ impl Forwarder {
             tasks.spawn(async move {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
-                    () = this.deliver(credit, repeat, &permits) => {}
+                    () = this.deliver(item, repeat, &permits) => {}
                 }
             });
         };
-        for credit in backlog {
-            start(credit, true);
+        for item in backlog {
+            start(item, true);
         }
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                credit = credits.recv() => match credit {
-                    Some(credit) => start(credit, false),
+                item = queue.recv() => match item {
+                    Some(item) => start(item, false),
                     None => break,
                 },
             }
@@ -105,13 +158,29 @@ impl Forwarder {
         tasks.wait().await;
     }
 
-    /// Sends one credit until an engine acknowledges it.
-    async fn deliver(&self, credit: Credit, repeat: bool, permits: &Semaphore) {
+    /// Sends one credit or reversal advice until an engine acknowledges it.
+    async fn deliver(&self, mut item: Outbound, repeat: bool, permits: &Semaphore) {
+        if let Outbound::Reversal(advice) = &item {
+            self.crediting
+                .wait_settled(&advice.credit.confirmation)
+                .await;
+        }
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        let seed = credit
-            .confirmation
+        if let Outbound::Credit(credit) = &mut item {
+            match self.unsent.take(&credit.confirmation) {
+                Fate::Send => {}
+                Fate::Resized(amount) => credit.amount = amount,
+                Fate::Cancelled => {
+                    info!(engine = %self.engine, confirmation = %credit.confirmation,
+                          "credit reversed before it was sent: not sent");
+                    return self.finish(&item);
+                }
+            }
+        }
+        let confirmation = item.credit().confirmation.clone();
+        let seed = confirmation
             .bytes()
             .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
         let mut backoff = Backoff::new(self.backoff.clone(), seed);
@@ -119,21 +188,20 @@ impl Forwarder {
         for attempt in 1u32.. {
             let index = self.choose(previous).await;
             let link = &self.links[index];
-            let repeat = repeat || attempt > 1;
-            let message = advice::credit(&credit, repeat, chrono::Utc::now());
-            self.record_send(&credit, link, message.mti().as_str(), attempt);
+            let message = outbound_message(&item, repeat || attempt > 1);
+            self.record_send(&confirmation, link, message.mti().as_str(), attempt);
             match link.exchange(message).await {
                 Ok(reply) if reply.text(39) == Some("00") => {
-                    self.record_ack(&credit, link, reply.mti().as_str(), attempt);
-                    return;
+                    self.record_ack(&confirmation, link, reply.mti().as_str(), attempt);
+                    return self.finish(&item);
                 }
                 Ok(reply) => {
-                    warn!(engine = %self.engine, link = %link.address(), confirmation = %credit.confirmation,
-                          "engine answered {:?}; retrying", reply.text(39));
+                    warn!(engine = %self.engine, link = %link.address(), %confirmation,
+                          "engine answered {} {:?}; retrying", reply.mti(), reply.text(39));
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(ExchangeError::Timeout) => {
-                    warn!(engine = %self.engine, link = %link.address(), confirmation = %credit.confirmation,
+                    warn!(engine = %self.engine, link = %link.address(), %confirmation,
                           "no ack within the ack timeout; retransmitting");
                     link.probe();
                     if attempt >= 2 {
@@ -145,6 +213,16 @@ impl Forwarder {
                 }
             }
             previous = Some(index);
+        }
+    }
+
+    /// An item is done (acknowledged, or cancelled before its first send).
+    fn finish(&self, item: &Outbound) {
+        if self.tally.outstanding.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.tally.oldest_ms.store(0, Ordering::Relaxed);
+        }
+        if let Outbound::Credit(credit) = item {
+            self.crediting.settle(&credit.confirmation);
         }
     }
 
@@ -178,32 +256,36 @@ impl Forwarder {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes).await;
     }
 
-    fn record_send(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) {
-        let counter = if attempt == 1 && mti == "0220" {
+    fn record_send(&self, confirmation: &str, link: &LinkHandle, mti: &str, attempt: u32) {
+        let first = attempt == 1 && (mti == "0220" || mti == "0420");
+        let counter = if first {
             &self.tally.sent
         } else {
             &self.tally.retransmitted
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.journal_delivery(Record::CreditSent(
-            self.delivery(credit, link, mti, attempt),
-        ));
+        self.journal_delivery(Record::CreditSent(self.delivery(
+            confirmation,
+            link,
+            mti,
+            attempt,
+        )));
     }
 
-    fn record_ack(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) {
+    fn record_ack(&self, confirmation: &str, link: &LinkHandle, mti: &str, attempt: u32) {
         self.tally.acked.fetch_add(1, Ordering::Relaxed);
-        if self.tally.outstanding.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.tally.oldest_ms.store(0, Ordering::Relaxed);
-        }
-        self.journal_delivery(Record::CreditAcked(
-            self.delivery(credit, link, mti, attempt),
-        ));
+        self.journal_delivery(Record::CreditAcked(self.delivery(
+            confirmation,
+            link,
+            mti,
+            attempt,
+        )));
     }
 
-    fn delivery(&self, credit: &Credit, link: &LinkHandle, mti: &str, attempt: u32) -> Delivery {
+    fn delivery(&self, confirmation: &str, link: &LinkHandle, mti: &str, attempt: u32) -> Delivery {
         Delivery {
             engine: self.engine.clone(),
-            confirmation: credit.confirmation.clone(),
+            confirmation: confirmation.to_owned(),
             mti: mti.to_owned(),
             link: link.address().to_string(),
             attempt,
@@ -217,6 +299,15 @@ impl Forwarder {
         if let Err(e) = self.journal.append(&record.to_bytes()) {
             warn!(engine = %self.engine, "journal: {e}");
         }
+    }
+}
+
+/// The message of one attempt: `0220`/`0221` or `0420`/`0421`.
+fn outbound_message(item: &Outbound, repeat: bool) -> Message {
+    let now = chrono::Utc::now();
+    match item {
+        Outbound::Credit(credit) => advice::credit(credit, repeat, now),
+        Outbound::Reversal(reversal) => advice::reversal(reversal, repeat, now),
     }
 }
 

@@ -159,6 +159,8 @@ pub enum Decline {
     DailyAmountExceeded,
     /// No engine serves the account's carrier.
     NoEngine,
+    /// A reversal of this transaction arrived before it did: it is never credited.
+    ReversedBeforeArrival,
 }
 
 impl Decline {
@@ -178,6 +180,7 @@ impl Decline {
             Decline::OverMaximum | Decline::DailyAmountExceeded => ResponseCode::OverAmountLimit,
             Decline::DailyCountExceeded => ResponseCode::OverFrequencyLimit,
             Decline::NoEngine => ResponseCode::Unavailable,
+            Decline::ReversedBeforeArrival => ResponseCode::InvalidTransaction,
         }
     }
 

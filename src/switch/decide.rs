@@ -1,15 +1,18 @@
 //! The decider: one place, behind one lock, where a transaction is looked up by key,
 //! checked, numbered and journaled. Serializing decisions makes the hard cases plain:
 //! two copies of one key arriving at once on two connections meet here, and the second
-//! sees the first's decision and waits for the same journal record; daily usage and the
-//! confirmation counter never race. The lock covers index reads and an in-memory enqueue
-//! to the journal, never a disk sync: the caller waits for durability outside it and
-//! answers only then.
+//! sees the first's decision and waits for the same journal record; daily usage, holds,
+//! reversals and the confirmation counter never race. The lock covers index reads and
+//! an in-memory enqueue to the journal, never a disk sync: the caller waits for
+//! durability outside it and answers only then. This file holds the common path and
+//! requests (`0200`, `0100`); advices and holds are in [`super::advise`], reversals in
+//! [`super::reverse`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -19,10 +22,11 @@ use super::codes::{Decline, ResponseCode};
 use super::confirmation::ConfirmationNumbers;
 use super::key::{TransactionKey, fingerprint};
 use super::validate::{self, Facts, Replenishment, Rules, Usage};
+use crate::engine::unsent::Unsent;
 use crate::iso8583::{Message, mask_pan};
 use crate::journal::{Journal, JournalError};
-use crate::record::{Approval, Credit, Decision, Record, Rejection, Summary};
-use crate::store::{Store, StoreError, TransactionEntry};
+use crate::record::{Approval, Credit, Decision, Hold, Record, Rejection, Summary, UsageChange};
+use crate::store::{Standing, Store, StoreError, TransactionEntry, reference_id};
 
 /// How often (in decisions) entries already applied to the index are pruned from memory.
 const PRUNE_EVERY: u64 = 4096;
@@ -96,25 +100,50 @@ pub enum SwitchError {
 
 /// The decider. Shared by every session (`Arc<Decider>`).
 pub struct Decider {
-    journal: Journal,
-    store: Store,
-    rules: Rules,
-    routes: Routes,
-    numbers: ConfirmationNumbers,
-    applied: Arc<AtomicU64>,
-    clock: fn() -> DateTime<Utc>,
+    pub(super) journal: Journal,
+    pub(super) store: Store,
+    pub(super) rules: Rules,
+    pub(super) routes: Routes,
+    pub(super) numbers: ConfirmationNumbers,
+    pub(super) applied: Arc<AtomicU64>,
+    pub(super) clock: fn() -> DateTime<Utc>,
+    pub(super) unsent: Unsent,
+    pub(super) policy: Policy,
     state: Mutex<State>,
 }
 
 /// What the decider remembers between decisions.
-struct State {
-    /// Decisions not yet known to be in the index.
-    recent: HashMap<TransactionKey, TransactionEntry>,
+pub(super) struct State {
+    /// Entries written since the index last caught up, with the journal position that
+    /// last wrote each (decisions, and earlier transactions they changed).
+    recent: HashMap<TransactionKey, (u64, TransactionEntry)>,
+    /// Retrieval references (acquirer, DE41, DE37) of approvals not yet indexed.
+    references: HashMap<String, Vec<(u64, TransactionKey)>>,
     /// Approved usage per (account, day) touched since start.
     usage: HashMap<(String, String), Usage>,
+    /// Authorizations whose hold is open.
+    pub(super) holds: HashMap<TransactionKey, TransactionEntry>,
     /// The last confirmation counter issued.
     counter: u64,
     decisions: u64,
+}
+
+/// The reversal and hold settings of `[switch]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The answer to a reversal without an original (`00` or `25`).
+    pub orphan_reversal: ResponseCode,
+    /// How long an authorization's hold lasts.
+    pub hold_expiry: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            orphan_reversal: ResponseCode::Approved,
+            hold_expiry: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// Everything a decider is built from.
@@ -133,12 +162,23 @@ pub struct Parts {
     pub applied: Arc<AtomicU64>,
     /// The clock (UTC); tests pass a fixed one.
     pub clock: fn() -> DateTime<Utc>,
+    /// Credits not yet sent, shared with the forwarders.
+    pub unsent: Unsent,
+    /// Reversal and hold settings.
+    pub policy: Policy,
+}
+
+/// A decision being made: the record and the time it is made at.
+pub(super) struct Draft {
+    pub(super) decision: Decision,
+    pub(super) now: DateTime<Utc>,
 }
 
 impl Decider {
     /// A decider continuing from what the index holds (replay must be complete).
     pub fn new(parts: Parts) -> Result<Decider, SwitchError> {
         let counter = parts.store.last_counter()?;
+        let holds = parts.store.holds()?.into_iter().collect();
         Ok(Decider {
             journal: parts.journal,
             store: parts.store,
@@ -147,9 +187,13 @@ impl Decider {
             numbers: parts.numbers,
             applied: parts.applied,
             clock: parts.clock,
+            unsent: parts.unsent,
+            policy: parts.policy,
             state: Mutex::new(State {
                 recent: HashMap::new(),
+                references: HashMap::new(),
                 usage: HashMap::new(),
+                holds,
                 counter,
                 decisions: 0,
             }),
@@ -161,10 +205,19 @@ impl Decider {
         &self.journal
     }
 
+    /// The indexes the decider reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Decides a request or advice that passed decoding.
     pub fn decide(&self, message: &Message, link: &Link) -> Result<Outcome, SwitchError> {
         match classify(message) {
-            Kind::Financial => self.decide_keyed(message, link),
+            kind @ (Kind::Financial
+            | Kind::Authorization
+            | Kind::FinancialAdvice
+            | Kind::AuthorizationAdvice
+            | Kind::Reversal) => self.decide_keyed(message, link, kind),
             _ => self.reject(
                 Some(message),
                 link,
@@ -201,47 +254,95 @@ impl Decider {
         })
     }
 
-    fn decide_keyed(&self, message: &Message, link: &Link) -> Result<Outcome, SwitchError> {
+    fn decide_keyed(
+        &self,
+        message: &Message,
+        link: &Link,
+        kind: Kind,
+    ) -> Result<Outcome, SwitchError> {
         let key = TransactionKey::of(message, &link.acquirer_id);
         let print = fingerprint(message);
         let mut state = self.lock();
-        if let Some(earlier) = self.earlier(&state, &key)? {
-            drop(state);
-            return self.repeat(message, link, earlier, &print);
+        let mut draft = self.draft(message, link, key.clone(), print.clone());
+        match self.earlier(&state, &key)? {
+            Some(earlier) if earlier.standing == Standing::ReversedBeforeArrival => {
+                draft.decline(Decline::ReversedBeforeArrival, None);
+                return self.commit(&mut state, draft);
+            }
+            Some(earlier) if earlier.fingerprint == print => {
+                return Ok(Outcome {
+                    code: earlier.code,
+                    confirmation: earlier.confirmation,
+                    seq: earlier.seq,
+                    repeat: true,
+                });
+            }
+            // A reversed transaction's key may carry its correction (the seed's
+            // "same transaction identification"): decided afresh.
+            Some(earlier) if matches!(earlier.standing, Standing::Reversed { .. }) => {}
+            Some(_) => {
+                drop(state);
+                return self.reject(
+                    Some(message),
+                    link,
+                    ResponseCode::Duplicate,
+                    "key reused with other content",
+                );
+            }
+            None => {}
         }
+        match kind {
+            Kind::Financial | Kind::Authorization => {
+                self.request(&mut state, message, &mut draft, kind)?
+            }
+            Kind::FinancialAdvice => self.advice(&mut state, message, link, &mut draft)?,
+            Kind::AuthorizationAdvice => {
+                self.authorization_advice(&mut state, message, &mut draft)?
+            }
+            _ => self.reverse(&mut state, message, link, &mut draft)?,
+        }
+        self.commit(&mut state, draft)
+    }
+
+    fn draft(&self, message: &Message, link: &Link, key: TransactionKey, print: String) -> Draft {
         let now = (self.clock)();
-        let day = now.format("%Y-%m-%d").to_string();
-        let mut decision = Decision {
-            key: key.clone(),
-            fingerprint: print,
-            mti: message.mti().to_string(),
-            at_ms: now.timestamp_millis(),
-            day: day.clone(),
-            code: ResponseCode::Approved,
-            decline: None,
-            summary: summarize(message, link),
-            account: None,
-            approval: None,
-            credit: None,
-        };
-        match self.evaluate(&mut state, message, &day, now) {
-            Ok((request, account, engine)) => {
-                self.approve(&mut state, &mut decision, &request, &account, engine, &day)
-            }
-            Err(Evaluation::Declined(decline, account)) => {
-                decision.code = decline.code();
-                decision.decline = Some(decline);
-                decision.account = account;
-            }
-            Err(Evaluation::Failed(e)) => return Err(e),
+        let mut decision = Decision::new(
+            key,
+            print,
+            message.mti().to_string(),
+            summarize(message, link),
+        );
+        decision.at_ms = now.timestamp_millis();
+        decision.day = day_of(now);
+        Draft { decision, now }
+    }
+
+    /// Journals a decision and remembers what it changed until the index has it.
+    pub(super) fn commit(&self, state: &mut State, draft: Draft) -> Result<Outcome, SwitchError> {
+        let decision = draft.decision;
+        if let Some(credit) = &decision.credit {
+            self.unsent.insert(&credit.confirmation);
         }
         let seq = self
             .journal
             .append(&Record::Decided(Box::new(decision.clone())).to_bytes())?;
-        state
-            .recent
-            .insert(key, TransactionEntry::of(seq, &decision));
-        self.prune(&mut state);
+        let entry = TransactionEntry::of(seq, &decision);
+        if decision.hold.is_some() {
+            state.holds.insert(decision.key.clone(), entry.clone());
+        }
+        if let Some(touched) = &decision.touches {
+            self.remember_touched(state, seq, &touched.key, &touched.entry);
+        }
+        if let Some(change) = &decision.usage {
+            self.change_usage(state, change)?;
+        }
+        if decision.approval.is_some() {
+            let summary = &decision.summary;
+            let reference = reference_id(&summary.acquirer, &summary.terminal, &summary.rrn);
+            (state.references.entry(reference).or_default()).push((seq, decision.key.clone()));
+        }
+        state.recent.insert(decision.key.clone(), (seq, entry));
+        self.prune(state);
         Ok(Outcome {
             code: decision.code,
             confirmation: decision.approval.map(|a| a.confirmation),
@@ -250,40 +351,73 @@ impl Decider {
         })
     }
 
+    /// Remembers an earlier transaction's changed entry (and whether it still holds).
+    pub(super) fn remember_touched(
+        &self,
+        state: &mut State,
+        seq: u64,
+        key: &TransactionKey,
+        entry: &TransactionEntry,
+    ) {
+        match entry.held() {
+            Some(_) => state.holds.insert(key.clone(), entry.clone()),
+            None => state.holds.remove(key),
+        };
+        state.recent.insert(key.clone(), (seq, entry.clone()));
+    }
+
     /// The earlier decision of `key`, from memory or the index.
-    fn earlier(
+    pub(super) fn earlier(
         &self,
         state: &State,
         key: &TransactionKey,
     ) -> Result<Option<TransactionEntry>, SwitchError> {
         match state.recent.get(key) {
-            Some(entry) => Ok(Some(entry.clone())),
+            Some((_, entry)) => Ok(Some(entry.clone())),
             None => Ok(self.store.transaction(key)?),
         }
     }
 
-    /// A second message with a known key: the same answer, or `94` for other content.
-    fn repeat(
+    /// Approved transactions with a retrieval reference, from memory and the index.
+    pub(super) fn referenced(
         &self,
-        message: &Message,
-        link: &Link,
-        earlier: TransactionEntry,
-        print: &str,
-    ) -> Result<Outcome, SwitchError> {
-        if earlier.fingerprint != print {
-            return self.reject(
-                Some(message),
-                link,
-                ResponseCode::Duplicate,
-                "key reused with other content",
-            );
+        state: &State,
+        reference: &str,
+    ) -> Result<Vec<TransactionKey>, SwitchError> {
+        let mut keys = self.store.by_reference(reference)?;
+        for (_, key) in state.references.get(reference).into_iter().flatten() {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
         }
-        Ok(Outcome {
-            code: earlier.code,
-            confirmation: earlier.confirmation,
-            seq: earlier.seq,
-            repeat: true,
-        })
+        Ok(keys)
+    }
+
+    /// A `0200` (credit now) or `0100` (hold): every rule applies.
+    fn request(
+        &self,
+        state: &mut State,
+        message: &Message,
+        draft: &mut Draft,
+        kind: Kind,
+    ) -> Result<(), SwitchError> {
+        let day = draft.decision.day.clone();
+        match self.evaluate(state, message, &day, draft.now) {
+            Ok((request, account, engine)) => {
+                let credit = self.approve(state, &mut draft.decision, &request, &account, engine);
+                if kind == Kind::Authorization {
+                    draft.hold(credit, self.policy.hold_expiry);
+                } else {
+                    draft.decision.credit = Some(credit);
+                }
+                Ok(())
+            }
+            Err(Evaluation::Declined(decline, account)) => {
+                draft.decline(decline, account);
+                Ok(())
+            }
+            Err(Evaluation::Failed(e)) => Err(e),
+        }
     }
 
     /// Runs the rules; on success returns the request, its account and its engine.
@@ -325,37 +459,43 @@ impl Decider {
         }
     }
 
-    fn approve(
+    /// Numbers an approval and returns the credit it makes (or holds).
+    pub(super) fn approve(
         &self,
         state: &mut State,
         decision: &mut Decision,
         request: &Replenishment,
         account: &Account,
         engine: String,
-        day: &str,
-    ) {
-        state.counter += 1;
-        let confirmation = self.numbers.number(state.counter);
-        let usage = state
-            .usage
-            .entry((request.account.clone(), day.to_owned()))
-            .or_default();
-        usage.count += 1;
-        usage.amount += request.amount;
+    ) -> Credit {
+        let approval = self.number(state);
         decision.account = Some(request.account.clone());
-        decision.credit = Some(Credit {
+        decision.usage = Some(UsageChange {
+            account: request.account.clone(),
+            day: decision.day.clone(),
+            count: 1,
+            amount: i64::try_from(request.amount).unwrap_or(i64::MAX),
+        });
+        let credit = Credit {
             engine,
             min: account.min.clone(),
             amount: request.amount,
             currency: request.currency.clone(),
-            confirmation: confirmation.clone(),
+            confirmation: approval.confirmation.clone(),
             processing_code: decision.summary.processing_code.clone(),
             rrn: decision.summary.rrn.clone(),
-        });
-        decision.approval = Some(Approval {
+        };
+        decision.approval = Some(approval);
+        credit
+    }
+
+    /// The next confirmation number.
+    pub(super) fn number(&self, state: &mut State) -> Approval {
+        state.counter += 1;
+        Approval {
             counter: state.counter,
-            confirmation,
-        });
+            confirmation: self.numbers.number(state.counter),
+        }
     }
 
     /// Today's usage of an account: memory first, else the index (complete after replay).
@@ -369,25 +509,66 @@ impl Decider {
         Ok(usage)
     }
 
-    /// Drops remembered decisions the index already holds, and usage of past days.
+    /// Applies a usage change to memory (the index applies the same from the record).
+    pub(super) fn change_usage(
+        &self,
+        state: &mut State,
+        change: &UsageChange,
+    ) -> Result<(), StoreError> {
+        let current = self.usage(state, &change.account, &change.day)?;
+        let slot = (change.account.clone(), change.day.clone());
+        state
+            .usage
+            .insert(slot, current.adjusted(change.count, change.amount));
+        Ok(())
+    }
+
+    /// Drops remembered entries the index already holds, and usage of past days.
     fn prune(&self, state: &mut State) {
         state.decisions += 1;
         if state.decisions % PRUNE_EVERY != 0 {
             return;
         }
         let applied = self.applied.load(Ordering::Acquire);
-        state.recent.retain(|_, entry| entry.seq > applied);
-        let today = (self.clock)().format("%Y-%m-%d").to_string();
+        state.recent.retain(|_, (seq, _)| *seq > applied);
+        state.references.retain(|_, list| {
+            list.retain(|(seq, _)| *seq > applied);
+            !list.is_empty()
+        });
+        let today = day_of((self.clock)());
         state.usage.retain(|(_, day), _| *day >= today);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-updated in a way that
         // matters more than stopping: recover the guard and go on.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+impl Draft {
+    /// Marks the decision declined.
+    pub(super) fn decline(&mut self, decline: Decline, account: Option<String>) {
+        self.decision.code = decline.code();
+        self.decision.decline = Some(decline);
+        self.decision.account = account;
+    }
+
+    /// Makes an approved credit an authorization's hold.
+    pub(super) fn hold(&mut self, credit: Credit, expiry: Duration) {
+        let expires = self.now + chrono::Duration::from_std(expiry).unwrap_or_default();
+        self.decision.hold = Some(Hold {
+            expires_ms: expires.timestamp_millis(),
+            credit,
+        });
+    }
+}
+
+/// The UTC day of `at`, `YYYY-MM-DD`.
+pub(super) fn day_of(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
 }
 
 /// The outcome of the rules.

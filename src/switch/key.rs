@@ -24,19 +24,35 @@ impl TransactionKey {
     /// original's key in class 2).
     pub fn with_class(message: &Message, link_acquirer_id: &str, class: u8) -> TransactionKey {
         let field = |n| message.text(n).unwrap_or("").trim();
-        let acquirer = message.text(32).map_or(link_acquirer_id, str::trim);
-        TransactionKey(format!(
-            "{acquirer}|{}|{}|{}|{class}",
+        TransactionKey::from_parts(
+            acquirer_of(message, link_acquirer_id),
             field(41),
             field(11),
-            field(7)
-        ))
+            field(7),
+            class,
+        )
+    }
+
+    /// The key of the given acquirer id, DE41, DE11, DE7 and message class.
+    pub fn from_parts(
+        acquirer: &str,
+        terminal: &str,
+        stan: &str,
+        time: &str,
+        class: u8,
+    ) -> TransactionKey {
+        TransactionKey(format!("{acquirer}|{terminal}|{stan}|{time}|{class}"))
     }
 
     /// The key as bytes, for index lookups.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+}
+
+/// The acquirer id of a message: DE32 when present, else the link's.
+pub fn acquirer_of<'a>(message: &'a Message, link_acquirer_id: &'a str) -> &'a str {
+    message.text(32).map_or(link_acquirer_id, str::trim)
 }
 
 /// Fields whose content makes two messages with one key the same transaction.
@@ -54,6 +70,15 @@ pub fn fingerprint(message: &Message) -> String {
                 context.update(value);
             }
             None => context.update(&[0xFF; 4]),
+        }
+    }
+    // Reversal content: hashed only when present, so that other messages' fingerprints
+    // stay what they were before reversals were handled.
+    for number in [90u8, 95] {
+        if let Some(value) = message.get(number) {
+            context.update(&[number]);
+            context.update(&(value.len() as u32).to_be_bytes());
+            context.update(value);
         }
     }
     hex::encode(context.finish())

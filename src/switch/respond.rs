@@ -7,7 +7,7 @@ use crate::iso8583::Message;
 use super::codes::ResponseCode;
 
 /// Request fields every response carries back when present.
-pub const ECHOED: [u8; 13] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 103];
+pub const ECHOED: [u8; 15] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90, 95, 103];
 
 /// Fields an `0810` carries back.
 const ECHOED_NETWORK: [u8; 3] = [7, 11, 70];

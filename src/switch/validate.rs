@@ -76,11 +76,7 @@ pub fn read_request(message: &Message, rules: &Rules) -> Result<Replenishment, D
     if !rules.currencies.iter().any(|c| c == currency) {
         return Err(Decline::UnsupportedCurrency);
     }
-    let account = if channel == Channel::AtmTransfer {
-        text(103)
-    } else {
-        text(2)
-    };
+    let account = account_of(message);
     if !luhn_valid(account.as_bytes()) {
         return Err(Decline::BadCheckDigit);
     }
@@ -98,6 +94,21 @@ pub fn read_request(message: &Message, rules: &Rules) -> Result<Replenishment, D
         currency: currency.to_owned(),
         location,
     })
+}
+
+/// The prepaid account a message names: DE103 for an ATM transfer (`40xxxx`), else DE2.
+pub fn account_of(message: &Message) -> &str {
+    let field = if message.text(3).is_some_and(|c| c.starts_with("40")) {
+        103
+    } else {
+        2
+    };
+    message.text(field).map(str::trim).unwrap_or("")
+}
+
+/// DE4 as minor units, when it is a number.
+pub fn amount_of(message: &Message) -> Option<u64> {
+    message.text(4)?.trim().parse().ok()
 }
 
 fn channel_of(family: &str) -> Channel {
@@ -134,6 +145,17 @@ pub struct Usage {
     pub count: u32,
     /// Approved amount, minor units.
     pub amount: u64,
+}
+
+impl Usage {
+    /// The usage after adding `count` and `amount` (negative for reversals and expired
+    /// holds; never below zero).
+    pub fn adjusted(self, count: i32, amount: i64) -> Usage {
+        Usage {
+            count: self.count.saturating_add_signed(count),
+            amount: self.amount.saturating_add_signed(amount),
+        }
+    }
 }
 
 /// What the switch knows that a request is checked against.
