@@ -8,16 +8,14 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use replenish::config::Config;
-use replenish::framing::{FrameCodec, LengthHeader};
-use replenish::iso8583::{Message, Spec};
-use replenish::simulator::{self, Faults, SimConfig, Simulator};
+use replenish::iso8583::Message;
+use replenish::simulator;
+use support::engine::{Engine, loopback_pair};
 use support::{Switch, free_port, import_samples, load};
-use tokio_util::sync::CancellationToken;
 
 /// A switch config with one engine serving every carrier over `links`, short timers.
 fn config(dir: &Path, links: &[SocketAddr]) -> Config {
@@ -51,43 +49,6 @@ daily_amount = 1000000000000
         links = links.join(", ")
     );
     Config::from_toml(&text, "forwarding.toml").expect("config")
-}
-
-/// A running simulator and how to stop it.
-struct Engine {
-    simulator: Simulator,
-    stop: CancellationToken,
-}
-
-impl Engine {
-    async fn start(ledger: &Path, listen: &[SocketAddr]) -> Engine {
-        let stop = CancellationToken::new();
-        let config = SimConfig {
-            listen: listen.to_vec(),
-            ledger: ledger.to_path_buf(),
-            spec: Arc::new(Spec::resolve("iso87ascii").expect("spec")),
-            codec: FrameCodec::new(LengthHeader::Binary2),
-            sync: false,
-        };
-        let simulator = simulator::start(config, stop.clone())
-            .await
-            .expect("engine-sim");
-        Engine { simulator, stop }
-    }
-
-    fn addrs(&self) -> Vec<SocketAddr> {
-        self.simulator.listeners.iter().map(|(a, _)| *a).collect()
-    }
-
-    fn faults(&self, link: usize) -> &Faults {
-        &self.simulator.listeners[link].1
-    }
-}
-
-fn loopback_pair() -> Vec<SocketAddr> {
-    (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
-        .collect()
 }
 
 fn approved(answers: &[Message]) -> BTreeSet<String> {

@@ -168,17 +168,6 @@ impl Forwarder {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        if let Outbound::Credit(credit) = &mut item {
-            match self.unsent.take(&credit.confirmation) {
-                Fate::Send => {}
-                Fate::Resized(amount) => credit.amount = amount,
-                Fate::Cancelled => {
-                    info!(engine = %self.engine, confirmation = %credit.confirmation,
-                          "credit reversed before it was sent: not sent");
-                    return self.finish(&item);
-                }
-            }
-        }
         let confirmation = item.credit().confirmation.clone();
         let seed = confirmation
             .bytes()
@@ -187,6 +176,9 @@ impl Forwarder {
         let mut previous: Option<usize> = None;
         for attempt in 1u32.. {
             let index = self.choose(previous).await;
+            if attempt == 1 && !self.first_send(&mut item) {
+                return self.finish(&item);
+            }
             let link = &self.links[index];
             let message = outbound_message(&item, repeat || attempt > 1);
             self.record_send(&confirmation, link, message.mti().as_str(), attempt);
@@ -213,6 +205,26 @@ impl Forwarder {
                 }
             }
             previous = Some(index);
+        }
+    }
+
+    /// Whether a credit still goes out at its first send (a reversal may have cancelled
+    /// or reduced it while it waited for a permit or a link).
+    fn first_send(&self, item: &mut Outbound) -> bool {
+        let Outbound::Credit(credit) = item else {
+            return true;
+        };
+        match self.unsent.take(&credit.confirmation) {
+            Fate::Send => true,
+            Fate::Resized(amount) => {
+                credit.amount = amount;
+                true
+            }
+            Fate::Cancelled => {
+                info!(engine = %self.engine, confirmation = %credit.confirmation,
+                      "credit reversed before it was sent: not sent");
+                false
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //! directory and the sample accounts and locations, and a framed ISO 8583 client.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,607 @@
+//! Reversals, advices, authorizations with holds, corrections and the exception queue,
+//! end to end: a switch and the engine simulator in this process over loopback, the
+//! engine's ledger read back after each scenario. What a user cares about is the
+//! balance at the engine: every approved amount credited once, every reversed amount
+//! taken back once, nothing credited for a transaction reversed before it arrived.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use replenish::config::Config;
+use replenish::iso8583::{Message, Mti};
+use replenish::queue;
+use replenish::simulator::Entry;
+use replenish::switch::confirmation::luhn_valid;
+use support::engine::{Engine, loopback_pair};
+use support::{ACTIVE, Client, Switch, free_port, import_samples, request};
+
+/// Account → MIN of sample accounts that approve (all carrier-a or carrier-b).
+const ACCOUNTS: [(&str, &str); 5] = [
+    (ACTIVE, "2065550101"),
+    ("4761739001010077", "2065550107"),
+    ("4761739001010085", "2065550108"),
+    ("4761739001010093", "2065550109"),
+    ("4761739001010101", "2065550110"),
+];
+
+fn config(dir: &Path, links: &[SocketAddr], extra: &str) -> Config {
+    let links: Vec<String> = links.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        r#"
+data_dir = "{dir}/data"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+
+[[engine]]
+name = "prepaid"
+carriers = ["*"]
+links = [{links}]
+ack_timeout = "400ms"
+echo_interval = "1s"
+
+[engine.retry_backoff]
+initial = "50ms"
+max = "300ms"
+{extra}
+"#,
+        dir = dir.display(),
+        port = free_port(),
+        links = links.join(", "),
+    );
+    Config::from_toml(&text, "reversals.toml").expect("config")
+}
+
+const HIGH_LIMITS: &str = "\n[limits]\ndaily_count = 1000000\ndaily_amount = 1000000000000\n";
+
+/// A switch with the sample data, an engine, and a client connected to the switch.
+struct Rig {
+    dir: tempfile::TempDir,
+    engine: Engine,
+    switch: Option<Switch>,
+    client: Client,
+}
+
+impl Rig {
+    async fn start(extra: &str) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::start(&ledger(dir.path()), &loopback_pair()).await;
+        let config = config(dir.path(), &engine.addrs(), extra);
+        import_samples(&config);
+        let switch = Switch::start(config).await;
+        let client = Client::connect(switch.addr).await;
+        Rig {
+            dir,
+            engine,
+            switch: Some(switch),
+            client,
+        }
+    }
+
+    async fn exchange(&mut self, message: &Message) -> Message {
+        self.client.exchange(message).await
+    }
+
+    /// Stops the switch (as SIGTERM would) and returns its config.
+    async fn stop(&mut self) -> Config {
+        self.switch.take().expect("running").stop().await
+    }
+
+    /// Starts the switch again on `config` and reconnects.
+    async fn restart(&mut self, config: Config) {
+        let switch = Switch::start(config).await;
+        self.client = Client::connect(switch.addr).await;
+        self.switch = Some(switch);
+    }
+
+    fn ledger(&self) -> Vec<Entry> {
+        let text = std::fs::read_to_string(ledger(self.dir.path())).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("ledger line"))
+            .collect()
+    }
+
+    /// Waits until the engine's balance of `min` is `expected`.
+    async fn balance_becomes(&self, min: &str, expected: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.engine.balance(min) != expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "balance of {min} is {}, expected {expected}; ledger: {:?}",
+                self.engine.balance(min),
+                self.ledger()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ledger lines of one confirmation number, by kind.
+    fn lines_of(&self, confirmation: &str) -> Vec<(String, u64)> {
+        self.ledger()
+            .into_iter()
+            .filter(|e| e.confirmation == confirmation)
+            .map(|e| (e.kind, e.amount))
+            .collect()
+    }
+}
+
+fn ledger(dir: &Path) -> PathBuf {
+    dir.join("ledger.jsonl")
+}
+
+fn mti(text: &str) -> Mti {
+    Mti::new(text.as_bytes()).expect("mti")
+}
+
+/// A `0200` of `amount` for `account` with STAN `stan`.
+fn credit(stan: u32, amount: u64, account: &str) -> Message {
+    request(stan, amount, account)
+}
+
+/// The same request as another MTI (an advice `0220`, an authorization `0100`).
+fn as_mti(mut message: Message, text: &str) -> Message {
+    message.set_mti(mti(text));
+    message
+}
+
+/// DE90 naming `original`: its MTI, STAN, DE7 and acquirer id.
+fn original_data(original: &Message) -> String {
+    let field = |n| original.text(n).unwrap_or("").to_owned();
+    format!(
+        "{}{}{}{:0>11}{:011}",
+        original.mti(),
+        field(11),
+        field(7),
+        field(32),
+        0
+    )
+}
+
+/// A reversal (`mti`: 0400, 0420, ...) of `original` with its own STAN `stan`.
+fn reversal_of(original: &Message, stan: u32, text: &str) -> Message {
+    let mut message = as_mti(original.clone(), text);
+    message.set(11, format!("{stan:06}"));
+    message.set(7, "1123101500");
+    message.set(90, original_data(original));
+    message
+}
+
+/// A partial reversal leaving `remaining` credited (DE95).
+fn partial_reversal_of(original: &Message, stan: u32, remaining: u64) -> Message {
+    let mut message = reversal_of(original, stan, "0420");
+    message.set(95, format!("{remaining:012}{:012}C{:08}C{:08}", 0, 0, 0));
+    message
+}
+
+fn code(answer: &Message) -> &str {
+    answer.text(39).unwrap_or("")
+}
+
+fn confirmation(answer: &Message) -> String {
+    answer.text(62).expect("DE62 on an approval").to_owned()
+}
+
+/// A Luhn-valid account number that is not in the sample accounts.
+fn unknown_account() -> String {
+    (0..10)
+        .map(|d| format!("476173900109999{d}"))
+        .find(|n| luhn_valid(n.as_bytes()))
+        .expect("one check digit fits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_of_a_delivered_credit_is_advised_once() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let original = credit(1, 2500, ACTIVE);
+    let answer = rig.exchange(&original).await;
+    assert_eq!(code(&answer), "00");
+    let number = confirmation(&answer);
+    rig.balance_becomes("2065550101", 2500).await;
+
+    let reversal = reversal_of(&original, 2, "0420");
+    let answer = rig.exchange(&reversal).await;
+    assert_eq!((answer.mti(), code(&answer)), (mti("0430"), "00"));
+    assert_eq!(answer.text(90), reversal.text(90), "DE90 echoed");
+    rig.balance_becomes("2065550101", 0).await;
+
+    // Its repeat and a second reversal with another STAN: answered, no second effect.
+    let repeat = rig.exchange(&as_mti(reversal.clone(), "0421")).await;
+    assert_eq!(code(&repeat), "00");
+    let again = rig.exchange(&reversal_of(&original, 3, "0400")).await;
+    assert_eq!((again.mti(), code(&again)), (mti("0410"), "00"));
+    // A fresh credit on the same account is the sync point: everything before it is
+    // through the engine's ledger once it arrives.
+    assert_eq!(code(&rig.exchange(&credit(4, 100, ACTIVE)).await), "00");
+    rig.balance_becomes("2065550101", 100).await;
+    assert_eq!(
+        rig.lines_of(&number),
+        vec![("credit".into(), 2500), ("reversal".into(), 2500)]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_before_the_credit_leaves_removes_it_from_the_outbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = loopback_pair();
+    let config = config(dir.path(), &links, HIGH_LIMITS);
+    import_samples(&config);
+    let switch = Switch::start(config).await;
+    let mut client = Client::connect(switch.addr).await;
+    // No engine listens yet: credits wait in the outbox.
+    let full = credit(1, 2500, ACTIVE);
+    let full_number = confirmation(&client.exchange(&full).await);
+    let partial = credit(2, 5000, "4761739001010077");
+    let partial_number = confirmation(&client.exchange(&partial).await);
+    assert_eq!(
+        code(&client.exchange(&reversal_of(&full, 3, "0420")).await),
+        "00"
+    );
+    assert_eq!(
+        code(
+            &client
+                .exchange(&partial_reversal_of(&partial, 4, 3000))
+                .await
+        ),
+        "00"
+    );
+    let sync = confirmation(&client.exchange(&credit(5, 700, "4761739001010093")).await);
+
+    let engine = Engine::start(&ledger(dir.path()), &links).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while engine.balance("2065550109") != 700 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sync credit never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(ledger(dir.path())).expect("ledger");
+    let lines: Vec<Entry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    let of = |number: &str| -> Vec<(String, u64)> {
+        lines
+            .iter()
+            .filter(|e| e.confirmation == number)
+            .map(|e| (e.kind.clone(), e.amount))
+            .collect()
+    };
+    assert_eq!(
+        of(&full_number),
+        vec![],
+        "a cancelled credit never reaches the engine"
+    );
+    assert_eq!(
+        of(&partial_number),
+        vec![("credit".to_owned(), 3000)],
+        "a reduced credit goes out with what remains, and no reversal follows"
+    );
+    assert_eq!(of(&sync).len(), 1);
+    let config = switch.stop().await;
+    let store = replenish::store::Store::open(&config.data_dir.join("index")).expect("index");
+    assert!(store.outbox("prepaid").expect("outbox").is_empty());
+    assert!(store.reversals("prepaid").expect("reversals").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_reversal_after_delivery_takes_back_the_difference() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let original = credit(1, 5000, ACTIVE);
+    assert_eq!(code(&rig.exchange(&original).await), "00");
+    rig.balance_becomes("2065550101", 5000).await;
+    let answer = rig.exchange(&partial_reversal_of(&original, 2, 1500)).await;
+    assert_eq!(code(&answer), "00");
+    rig.balance_becomes("2065550101", 1500).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_that_arrives_first_makes_the_late_original_decline() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let original = credit(900, 2500, ACTIVE);
+    let answer = rig.exchange(&reversal_of(&original, 901, "0420")).await;
+    assert_eq!(
+        code(&answer),
+        "00",
+        "no original: approved and nothing changed"
+    );
+    let late = rig.exchange(&original).await;
+    assert_eq!(code(&late), "12", "the late original is declined");
+    assert!(late.get(62).is_none());
+    // Its repeat gets the same decline.
+    assert_eq!(code(&rig.exchange(&original).await), "12");
+    assert_eq!(code(&rig.exchange(&credit(902, 100, ACTIVE)).await), "00");
+    rig.balance_becomes("2065550101", 100).await;
+    assert_eq!(
+        rig.ledger().len(),
+        1,
+        "only the sync credit: {:?}",
+        rig.ledger()
+    );
+    let config = rig.stop().await;
+    let log = std::fs::read_to_string(config.exceptions_log()).expect("exception log");
+    assert!(log.contains("reversal without an original"), "{log}");
+    assert!(log.contains("reversed_before_arrival"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_reversals_change_nothing_and_can_be_declined_25() {
+    let extra = format!("{HIGH_LIMITS}\n[switch]\nreversal_without_original = \"decline\"\n");
+    let mut rig = Rig::start(&extra).await;
+    let orphan = credit(50, 2500, ACTIVE);
+    assert_eq!(
+        code(&rig.exchange(&reversal_of(&orphan, 51, "0400")).await),
+        "25"
+    );
+    let original = credit(1, 2500, ACTIVE);
+    assert_eq!(code(&rig.exchange(&original).await), "00");
+    // Wrong amount, then wrong account: the original is not the one they reverse.
+    let mut wrong_amount = reversal_of(&original, 2, "0420");
+    wrong_amount.set(4, "000000002400");
+    assert_eq!(code(&rig.exchange(&wrong_amount).await), "25");
+    let mut wrong_account = reversal_of(&original, 3, "0420");
+    wrong_account.set(2, "4761739001010077");
+    assert_eq!(code(&rig.exchange(&wrong_account).await), "25");
+    rig.balance_becomes("2065550101", 2500).await;
+    assert_eq!(code(&rig.exchange(&credit(4, 100, ACTIVE)).await), "00");
+    rig.balance_becomes("2065550101", 2600).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_found_by_retrieval_reference_without_de90() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let mut original = credit(1, 2500, ACTIVE);
+    original.set(37, "532709770001");
+    assert_eq!(code(&rig.exchange(&original).await), "00");
+    rig.balance_becomes("2065550101", 2500).await;
+    let mut reversal = reversal_of(&original, 2, "0420");
+    reversal.remove(90);
+    assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    rig.balance_becomes("2065550101", 0).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advices_are_acknowledged_deduplicated_and_credited_once() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let advice = as_mti(credit(1, 2500, ACTIVE), "0220");
+    let answer = rig.exchange(&advice).await;
+    assert_eq!((answer.mti(), code(&answer)), (mti("0230"), "00"));
+    let number = confirmation(&answer);
+    let repeat = rig.exchange(&as_mti(advice.clone(), "0221")).await;
+    assert_eq!(
+        (code(&repeat), confirmation(&repeat)),
+        ("00", number.clone())
+    );
+    // An advice ignores the limits a request obeys: the bank approved already.
+    let mut big = as_mti(credit(2, 90_000, "4761739001010077"), "0220");
+    big.set(42, "LOC000000009999");
+    assert_eq!(code(&rig.exchange(&big).await), "00");
+    rig.balance_becomes("2065550101", 2500).await;
+    rig.balance_becomes("2065550107", 90_000).await;
+    assert_eq!(rig.lines_of(&number).len(), 1);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unroutable_advice_is_queued_and_resubmitted_after_correction() {
+    let extra = format!(
+        "{HIGH_LIMITS}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+        free_port()
+    );
+    let mut rig = Rig::start(&extra).await;
+    let account = unknown_account();
+    let advice = as_mti(credit(1, 4200, &account), "0220");
+    let answer = rig.exchange(&advice).await;
+    assert_eq!(code(&answer), "00", "always acknowledged");
+    assert!(answer.get(62).is_none(), "but not credited");
+    let config = rig.stop().await;
+
+    let items = queue::list(&config).expect("list offline");
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert!(item.is_open() && item.amount == 4200, "{item:?}");
+    assert!(item.reason.contains("unknown"), "{item:?}");
+    assert!(!item.account.contains(&account), "masked: {}", item.account);
+    let refused = queue::resubmit(&config, item.id, "alice").expect_err("still unknown");
+    assert!(refused.to_string().contains("still unknown"), "{refused}");
+
+    // The operator adds the account, then resubmits through the running switch.
+    let data = replenish::server::DataDir::open(&config).expect("data");
+    let corrected = replenish::switch::accounts::parse_accounts(
+        format!(
+            "account,min,carrier,status,expiry\n{account},2065550199,carrier-a,active,2030-12\n"
+        )
+        .as_bytes(),
+    )
+    .expect("csv");
+    data.commit(&[replenish::record::Record::AccountsImported {
+        accounts: corrected,
+    }])
+    .expect("import");
+    data.close().expect("close");
+    rig.restart(config.clone()).await;
+    let number = tokio::task::spawn_blocking({
+        let (config, id) = (config.clone(), item.id);
+        move || queue::resubmit(&config, id, "alice")
+    })
+    .await
+    .expect("task")
+    .expect("resubmitted through the running switch");
+    rig.balance_becomes("2065550199", 4200).await;
+    assert_eq!(rig.lines_of(&number).len(), 1);
+    let again = tokio::task::spawn_blocking({
+        let (config, id) = (config.clone(), item.id);
+        move || queue::resubmit(&config, id, "bob")
+    })
+    .await
+    .expect("task");
+    assert!(again.is_err(), "a second resubmission is refused");
+    let config = rig.stop().await;
+    let items = queue::list(&config).expect("list");
+    assert!(
+        items[0].status.starts_with("resubmitted by alice"),
+        "{items:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_holds_and_its_completion_credits() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let authorization = as_mti(credit(1, 3000, ACTIVE), "0100");
+    let answer = rig.exchange(&authorization).await;
+    assert_eq!((answer.mti(), code(&answer)), (mti("0110"), "00"));
+    let number = confirmation(&answer);
+    let approval_code = answer.text(38).expect("DE38").to_owned();
+
+    // Completion by DE90, for less than was held.
+    let mut completion = as_mti(credit(2, 2800, ACTIVE), "0220");
+    completion.set(90, original_data(&authorization));
+    let done = rig.exchange(&completion).await;
+    assert_eq!((code(&done), confirmation(&done)), ("00", number.clone()));
+    rig.balance_becomes("2065550101", 2800).await;
+
+    // Completion by DE38 alone.
+    let second = as_mti(credit(3, 1000, "4761739001010077"), "0100");
+    let answer = rig.exchange(&second).await;
+    let second_number = confirmation(&answer);
+    let mut completion = as_mti(credit(4, 1000, "4761739001010077"), "0220");
+    completion.set(38, answer.text(38).expect("DE38").to_owned());
+    assert_eq!(
+        confirmation(&rig.exchange(&completion).await),
+        second_number
+    );
+    rig.balance_becomes("2065550107", 1000).await;
+    assert_ne!(approval_code, "");
+    assert_eq!(rig.lines_of(&number), vec![("credit".into(), 2800)]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_counts_against_the_limits_until_it_expires() {
+    let extra = "\n[limits]\ndaily_count = 1\n\n[switch]\nhold_expiry = \"1s\"\n";
+    let mut rig = Rig::start(extra).await;
+    let authorization = as_mti(credit(1, 3000, ACTIVE), "0100");
+    assert_eq!(code(&rig.exchange(&authorization).await), "00");
+    assert_eq!(
+        code(&rig.exchange(&credit(2, 100, ACTIVE)).await),
+        "65",
+        "the hold uses the day's one transaction"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        code(&rig.exchange(&credit(3, 100, ACTIVE)).await),
+        "00",
+        "the expired hold gave it back"
+    );
+    rig.balance_becomes("2065550101", 100).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversed_authorization_is_never_completed_into_a_hold() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let authorization = as_mti(credit(1, 3000, ACTIVE), "0100");
+    assert_eq!(code(&rig.exchange(&authorization).await), "00");
+    let answer = rig.exchange(&reversal_of(&authorization, 2, "0400")).await;
+    assert_eq!(code(&answer), "00");
+    // The bank completes anyway (stand-in): the advice is credited, once, as such.
+    let mut completion = as_mti(credit(3, 3000, ACTIVE), "0220");
+    completion.set(90, original_data(&authorization));
+    assert_eq!(code(&rig.exchange(&completion).await), "00");
+    rig.balance_becomes("2065550101", 3000).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_reverses_and_credits_the_right_amount() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    // The clerk keyed 25.00 instead of 2.50: reversal plus a new transaction with the
+    // same transaction identification (DE37), once with a new STAN and once re-using
+    // the original's key.
+    let wrong = credit(1, 2500, ACTIVE);
+    assert_eq!(code(&rig.exchange(&wrong).await), "00");
+    assert_eq!(
+        code(&rig.exchange(&reversal_of(&wrong, 2, "0420")).await),
+        "00"
+    );
+    let corrected = credit(3, 250, ACTIVE);
+    assert_eq!(code(&rig.exchange(&corrected).await), "00");
+
+    let wrong = credit(10, 4000, "4761739001010077");
+    assert_eq!(code(&rig.exchange(&wrong).await), "00");
+    assert_eq!(
+        code(&rig.exchange(&reversal_of(&wrong, 11, "0420")).await),
+        "00"
+    );
+    let mut same_key = wrong.clone();
+    same_key.set(4, "000000000400");
+    assert_eq!(
+        code(&rig.exchange(&same_key).await),
+        "00",
+        "a reversed key may carry its correction"
+    );
+    rig.balance_becomes("2065550101", 250).await;
+    rig.balance_becomes("2065550107", 400).await;
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_advice_backlog_does_not_hold_up_other_traffic() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let addr = rig.switch.as_ref().expect("running").addr;
+    const ADVICES: u32 = 2000;
+    let backlog = tokio::spawn(async move {
+        let mut client = Client::connect(addr).await;
+        let (mut sent, mut approved) = (0u32, 0u32);
+        let mut received = 0u32;
+        while received < ADVICES {
+            while sent < ADVICES && sent < received + 256 {
+                sent += 1;
+                let (account, _) = ACCOUNTS[sent as usize % ACCOUNTS.len()];
+                let mut advice = as_mti(credit(sent, 100, account), "0220");
+                advice.set(41, "BACKLOG1");
+                assert!(client.try_send(&advice).await);
+            }
+            let answer = client.try_receive().await.expect("advice answered");
+            received += 1;
+            approved += u32::from(code(&answer) == "00" && answer.get(62).is_some());
+        }
+        approved
+    });
+    // Meanwhile, requests on another connection are answered well within a timeout.
+    for stan in 1..=100 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            rig.exchange(&credit(stan, 100, "4761739001010119")),
+        )
+        .await
+        .expect("answered in time while the backlog is absorbed");
+        assert_eq!(code(&answer), "00");
+    }
+    assert_eq!(backlog.await.expect("backlog"), ADVICES);
+    rig.balance_becomes("2065550111", 100 * 100).await;
+    let total: i64 = ACCOUNTS
+        .iter()
+        .map(|(_, min)| rig.engine.balance(min))
+        .sum();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut total = total;
+    while total != i64::from(ADVICES) * 100 {
+        assert!(tokio::time::Instant::now() < deadline, "credited {total}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        total = ACCOUNTS
+            .iter()
+            .map(|(_, min)| rig.engine.balance(min))
+            .sum();
+    }
+    rig.stop().await;
+}
