@@ -557,6 +557,10 @@ impl<'a> BatchBuilder<'a> {
         if !list.contains(transaction) {
             list.push(transaction.clone());
         }
+        // References should be unique; an acquirer that repeats one must not grow the
+        // entry without bound: the newest transactions are the ones reversed.
+        let excess = list.len().saturating_sub(MAX_PER_REFERENCE);
+        list.drain(..excess);
         self.references.insert(k, list);
         Ok(())
     }
@@ -589,6 +593,9 @@ impl<'a> BatchBuilder<'a> {
         Ok(batch)
     }
 }
+
+/// Transactions kept per retrieval reference (the newest).
+pub const MAX_PER_REFERENCE: usize = 16;
 
 /// The index id of a retrieval reference: acquirer id, terminal (DE41) and DE37.
 pub fn reference_id(acquirer: &str, terminal: &str, rrn: &str) -> String {

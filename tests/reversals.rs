@@ -138,9 +138,11 @@ fn mti(text: &str) -> Mti {
     Mti::new(text.as_bytes()).expect("mti")
 }
 
-/// A `0200` of `amount` for `account` with STAN `stan`.
+/// A `0200` of `amount` for `account` with STAN `stan` (and a DE37 of its own).
 fn credit(stan: u32, amount: u64, account: &str) -> Message {
-    request(stan, amount, account)
+    let mut message = request(stan, amount, account);
+    message.set(37, format!("5327{stan:08}"));
+    message
 }
 
 /// The same request as another MTI (an advice `0220`, an authorization `0100`).
@@ -602,6 +604,152 @@ async fn an_advice_backlog_does_not_hold_up_other_traffic() {
             .iter()
             .map(|(_, min)| rig.engine.balance(min))
             .sum();
+    }
+    rig.stop().await;
+}
+
+/// A small deterministic generator (xorshift64), so a failing mix can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// An original the mix sent (or will send, after its early reversal).
+struct Original {
+    message: Message,
+    min: &'static str,
+    amount: u64,
+    /// The first answer's DE39 and DE62.
+    answer: Option<(String, Option<String>)>,
+    /// Amount reversed, once reversed.
+    reversed: Option<u64>,
+    /// Reversed before it was sent: it must be declined.
+    early: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_mix_leaves_every_engine_balance_right() {
+    let seed = 0x5eed_1234_abcd_0001u64;
+    let mut dice = Dice(seed);
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    let mut originals: Vec<Original> = Vec::new();
+    let mut expected: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut stan = 0u32;
+    let mut next_stan = || {
+        stan += 1;
+        stan
+    };
+    let mut restarts = 0;
+    for step in 0..400 {
+        let roll = dice.below(100);
+        let sent: Vec<usize> = (0..originals.len())
+            .filter(|&i| originals[i].answer.is_some())
+            .collect();
+        let context = format!("seed {seed:#x} step {step}");
+        if roll < 35 || sent.is_empty() {
+            // A new credit, as a request or (one in four) as an advice.
+            let (account, min) = ACCOUNTS[dice.below(ACCOUNTS.len() as u64) as usize];
+            let amount = 100 + dice.below(4900);
+            let mut message = credit(next_stan(), amount, account);
+            if dice.below(4) == 0 {
+                message = as_mti(message, "0220");
+            }
+            let answer = rig.exchange(&message).await;
+            assert_eq!(code(&answer), "00", "{context}");
+            *expected.entry(min).or_default() += amount as i64;
+            originals.push(Original {
+                message,
+                min,
+                amount,
+                answer: Some(("00".into(), answer.text(62).map(str::to_owned))),
+                reversed: None,
+                early: false,
+            });
+        } else if roll < 50 {
+            // A repeat of something sent: the same answer, no second effect.
+            let original = &originals[sent[dice.below(sent.len() as u64) as usize]];
+            let mut repeat = original.message.clone();
+            if repeat.mti() == mti("0220") {
+                repeat = as_mti(repeat, "0221");
+            }
+            let answer = rig.exchange(&repeat).await;
+            let first = original.answer.clone().expect("sent");
+            assert_eq!(
+                (code(&answer).to_owned(), answer.text(62).map(str::to_owned)),
+                first,
+                "{context}: a repeat gets the first answer"
+            );
+        } else if roll < 80 {
+            // A reversal after the original: full or partial; a second one of an
+            // original reversed already has no effect.
+            let index = sent[dice.below(sent.len() as u64) as usize];
+            let original = &mut originals[index];
+            let remaining = match dice.below(3) {
+                0 => dice.below(original.amount),
+                _ => 0,
+            };
+            let reversal = if remaining > 0 {
+                partial_reversal_of(&original.message, next_stan(), remaining)
+            } else {
+                reversal_of(&original.message, next_stan(), "0420")
+            };
+            let answer = rig.exchange(&reversal).await;
+            assert_eq!(code(&answer), "00", "{context}");
+            let approved = original.answer.as_ref().is_some_and(|(c, _)| c == "00");
+            if approved && original.reversed.is_none() && !original.early {
+                let amount = original.amount - remaining;
+                *expected.entry(original.min).or_default() -= amount as i64;
+                original.reversed = Some(amount);
+            }
+            if dice.below(4) == 0 {
+                let repeat = rig.exchange(&as_mti(reversal, "0421")).await;
+                assert_eq!(code(&repeat), "00", "{context}: repeated reversal");
+            }
+        } else if roll < 90 {
+            // A reversal before its original; the original follows at once or later.
+            let (account, min) = ACCOUNTS[dice.below(ACCOUNTS.len() as u64) as usize];
+            let amount = 100 + dice.below(4900);
+            let message = credit(next_stan(), amount, account);
+            let answer = rig
+                .exchange(&reversal_of(&message, next_stan(), "0420"))
+                .await;
+            assert_eq!(code(&answer), "00", "{context}");
+            originals.push(Original {
+                message,
+                min,
+                amount,
+                answer: None,
+                reversed: None,
+                early: true,
+            });
+        } else if roll < 98 {
+            // A late original whose reversal came first: declined, never credited.
+            if let Some(original) = originals.iter_mut().find(|o| o.answer.is_none()) {
+                let answer = rig.exchange(&original.message).await;
+                assert_eq!(code(&answer), "12", "{context}: a late original");
+                original.answer = Some(("12".into(), None));
+            }
+        } else if restarts < 3 {
+            restarts += 1;
+            let config = rig.stop().await;
+            rig.restart(config).await;
+        }
+    }
+    for (min, amount) in &expected {
+        rig.balance_becomes(min, *amount).await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in rig.ledger() {
+        assert!(
+            seen.insert((entry.kind.clone(), entry.confirmation.clone())),
+            "applied twice: {entry:?}"
+        );
     }
     rig.stop().await;
 }

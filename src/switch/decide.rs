@@ -26,7 +26,9 @@ use crate::engine::unsent::Unsent;
 use crate::iso8583::{Message, mask_pan};
 use crate::journal::{Journal, JournalError};
 use crate::record::{Approval, Credit, Decision, Hold, Record, Rejection, Summary, UsageChange};
-use crate::store::{Standing, Store, StoreError, TransactionEntry, reference_id};
+use crate::store::{
+    MAX_PER_REFERENCE, Standing, Store, StoreError, TransactionEntry, reference_id,
+};
 
 /// How often (in decisions) entries already applied to the index are pruned from memory.
 const PRUNE_EVERY: u64 = 4096;
@@ -339,7 +341,10 @@ impl Decider {
         if decision.approval.is_some() {
             let summary = &decision.summary;
             let reference = reference_id(&summary.acquirer, &summary.terminal, &summary.rrn);
-            (state.references.entry(reference).or_default()).push((seq, decision.key.clone()));
+            let list = state.references.entry(reference).or_default();
+            list.push((seq, decision.key.clone()));
+            let excess = list.len().saturating_sub(MAX_PER_REFERENCE);
+            list.drain(..excess);
         }
         state.recent.insert(decision.key.clone(), (seq, entry));
         self.prune(state);
