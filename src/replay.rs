@@ -8,8 +8,8 @@
 //! them (account numbers masked, track data, PIN blocks and EMV data redacted to their
 //! length). [`Rewrite`] gives DE7, DE11 and DE37 fresh values per run, the same new value
 //! for each original value, so a capture replays twice against a deduplicating switch
-//! with its repeats still repeats; echoed values in the recorded responses are rewritten
-//! alike. Requests go out as fast as the window allows, at a fixed rate, or with the
+//! with its repeats still repeats and its reversals still naming their originals in
+//! DE90; echoed values in the recorded responses are rewritten alike. Requests go out as fast as the window allows, at a fixed rate, or with the
 //! capture's own timing ([`ReplayPace`]). Undecodable requests (format-error scenarios)
 //! are sent as captured, byte for byte.
 
@@ -390,26 +390,23 @@ impl Rewriter {
         }
     }
 
-    /// Rewrites `message` in place.
+    /// Rewrites `message` in place. A reversal's DE90 names its original's DE11 and
+    /// DE7: they are rewritten as the original's own (whichever of the two comes first).
     fn apply(&mut self, message: &mut Message) {
         let text = |m: &Message, n| m.text(n).unwrap_or("").to_owned();
         let (orig7, orig11, orig41) = (text(message, 7), text(message, 11), text(message, 41));
+        if let Some(data) = message.text(90).map(str::to_owned) {
+            if let Some(rewritten) = self.original_data(&data, &orig41) {
+                message.set(90, rewritten);
+            }
+        }
         if self.rewrite.de11 && message.get(11).is_some() {
-            let next = self.de11.len() as u64;
-            let base = self.seed % 900_000;
-            let value = self
-                .de11
-                .entry((orig7.clone(), orig11, orig41))
-                .or_insert_with(|| format!("{:06}", (base + next) % 999_999 + 1));
-            message.set(11, value.clone());
+            let value = self.stan(&orig7, &orig11, &orig41);
+            message.set(11, value);
         }
         if self.rewrite.de7 && message.get(7).is_some() {
-            if self.now.is_empty() {
-                self.now = chrono::Utc::now().format("%m%d%H%M%S").to_string();
-            }
-            let now = self.now.clone();
-            let value = self.de7.entry(orig7).or_insert(now);
-            message.set(7, value.clone());
+            let value = self.time(&orig7);
+            message.set(7, value);
         }
         if self.rewrite.de37
             && let Some(orig) = message.text(37).map(str::to_owned)
@@ -423,13 +420,48 @@ impl Rewriter {
             message.set(37, value.clone());
         }
     }
+
+    /// The new DE11 of an original (DE7, DE11, DE41).
+    fn stan(&mut self, de7: &str, de11: &str, de41: &str) -> String {
+        let next = self.de11.len() as u64;
+        let base = self.seed % 900_000;
+        self.de11
+            .entry((de7.to_owned(), de11.to_owned(), de41.to_owned()))
+            .or_insert_with(|| format!("{:06}", (base + next) % 999_999 + 1))
+            .clone()
+    }
+
+    /// The new DE7 of an original DE7 (this run's time).
+    fn time(&mut self, de7: &str) -> String {
+        if self.now.is_empty() {
+            self.now = chrono::Utc::now().format("%m%d%H%M%S").to_string();
+        }
+        let now = self.now.clone();
+        self.de7.entry(de7.to_owned()).or_insert(now).clone()
+    }
+
+    /// DE90 with the original's DE11 (digits 5-10) and DE7 (11-20) rewritten.
+    fn original_data(&mut self, data: &str, de41: &str) -> Option<String> {
+        let (stan, time) = (data.get(4..10)?, data.get(10..20)?);
+        let mut out = data.get(..4)?.to_owned();
+        out += &match self.rewrite.de11 {
+            true => self.stan(time, stan, de41),
+            false => stan.to_owned(),
+        };
+        out += &match self.rewrite.de7 {
+            true => self.time(time),
+            false => time.to_owned(),
+        };
+        out += data.get(20..)?;
+        Some(out)
+    }
 }
 
 /// The recorded response as it should look after rewriting: echoed key fields that
 /// equal the original request's take the rewritten request's values.
 fn expected_after_rewrite(expected: &Message, original: &Message, sent: &Message) -> Message {
     let mut adjusted = expected.clone();
-    for number in [7, 11, 37] {
+    for number in [7, 11, 37, 90] {
         if let (Some(value), Some(was), Some(now)) =
             (expected.get(number), original.get(number), sent.get(number))
             && value == was

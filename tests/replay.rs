@@ -343,7 +343,63 @@ fn scenarios() -> Vec<(&'static str, Vec<Bytes>)> {
             ],
         ),
         ("format-error-30", vec![malformed(10)]),
+        ("reversal", reversal_scenario(&encode)),
+        ("reversal-before-original", early_reversal_scenario(&encode)),
+        ("advice", advice_scenario(&encode)),
+        ("authorization-completion", completion_scenario(&encode)),
     ]
+}
+
+/// `original` as MTI `mti` with STAN `stan` and DE90 naming the original.
+fn referring(original: &Message, mti: &[u8; 4], stan: u32) -> Message {
+    let mut m = original.clone();
+    m.set_mti(Mti::new(mti).expect("mti"));
+    m.set(11, format!("{stan:06}"));
+    let field = |n| original.text(n).unwrap_or("").to_owned();
+    let de90 = format!(
+        "{}{}{}{:0>11}{:011}",
+        original.mti(),
+        field(11),
+        field(7),
+        field(32),
+        0
+    );
+    m.set(90, de90);
+    m
+}
+
+/// A 0200, its reversal 0420 (answered 0430), and the reversal's repeat 0421.
+fn reversal_scenario(encode: &dyn Fn(Message) -> Bytes) -> Vec<Bytes> {
+    let original = request(21, 2500, ACTIVE);
+    let reversal = referring(&original, b"0420", 22);
+    let mut repeat = reversal.clone();
+    repeat.set_mti(Mti::new(b"0421").expect("mti"));
+    vec![encode(original), encode(reversal), encode(repeat)]
+}
+
+/// A 0420 whose original has not arrived (answered 00), then the late 0200 (`12`).
+fn early_reversal_scenario(encode: &dyn Fn(Message) -> Bytes) -> Vec<Bytes> {
+    let original = request(31, 2500, ACTIVE);
+    let reversal = referring(&original, b"0420", 32);
+    vec![encode(reversal), encode(original)]
+}
+
+/// A stand-in 0220 advice (credited, DE62) and its repeat 0221 (the same answer).
+fn advice_scenario(encode: &dyn Fn(Message) -> Bytes) -> Vec<Bytes> {
+    let mut advice = request(41, 2500, ACTIVE);
+    advice.set_mti(Mti::new(b"0220").expect("mti"));
+    let mut repeat = advice.clone();
+    repeat.set_mti(Mti::new(b"0221").expect("mti"));
+    vec![encode(advice), encode(repeat)]
+}
+
+/// A 0100 authorization (held) and its 0220 completion matched by DE90.
+fn completion_scenario(encode: &dyn Fn(Message) -> Bytes) -> Vec<Bytes> {
+    let mut authorization = request(51, 3000, ACTIVE);
+    authorization.set_mti(Mti::new(b"0100").expect("mti"));
+    let mut completion = referring(&authorization, b"0220", 52);
+    completion.set(4, "000000002800");
+    vec![encode(authorization), encode(completion)]
 }
 
 /// Records every scenario from a fresh switch into `fixtures/captures/NAME.pcap` and
