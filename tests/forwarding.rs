@@ -14,41 +14,12 @@ use std::time::Duration;
 use replenish::config::Config;
 use replenish::iso8583::Message;
 use replenish::simulator;
-use support::engine::{Engine, loopback_pair};
-use support::{Switch, free_port, import_samples, load};
+use support::engine::{Engine, HIGH_LIMITS, loopback_pair};
+use support::{Switch, import_samples, load};
 
 /// A switch config with one engine serving every carrier over `links`, short timers.
 fn config(dir: &Path, links: &[SocketAddr]) -> Config {
-    let links: Vec<String> = links.iter().map(|a| format!("\"{a}\"")).collect();
-    let text = format!(
-        r#"
-data_dir = "{dir}/data"
-
-[[acquirer]]
-name = "bank-a"
-listen = "127.0.0.1:{port}"
-acquirer_id = "00012345"
-
-[[engine]]
-name = "prepaid"
-carriers = ["*"]
-links = [{links}]
-ack_timeout = "400ms"
-echo_interval = "1s"
-
-[engine.retry_backoff]
-initial = "50ms"
-max = "500ms"
-
-[limits]
-daily_count = 1000000
-daily_amount = 1000000000000
-"#,
-        dir = dir.display(),
-        port = free_port(),
-        links = links.join(", ")
-    );
-    Config::from_toml(&text, "forwarding.toml").expect("config")
+    support::engine::config(dir, links, HIGH_LIMITS)
 }
 
 fn approved(answers: &[Message]) -> BTreeSet<String> {

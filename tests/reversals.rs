@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use replenish::iso8583::{Message, Mti};
 use replenish::queue;
 use replenish::simulator::Entry;
 use replenish::switch::confirmation::luhn_valid;
-use support::engine::{Engine, loopback_pair};
+use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
 use support::{ACTIVE, Client, Switch, free_port, import_samples, request};
 
 /// Account → MIN of sample accounts that approve (all carrier-a or carrier-b).
@@ -26,38 +25,6 @@ const ACCOUNTS: [(&str, &str); 5] = [
     ("4761739001010093", "2065550109"),
     ("4761739001010101", "2065550110"),
 ];
-
-fn config(dir: &Path, links: &[SocketAddr], extra: &str) -> Config {
-    let links: Vec<String> = links.iter().map(|a| format!("\"{a}\"")).collect();
-    let text = format!(
-        r#"
-data_dir = "{dir}/data"
-
-[[acquirer]]
-name = "bank-a"
-listen = "127.0.0.1:{port}"
-acquirer_id = "00012345"
-
-[[engine]]
-name = "prepaid"
-carriers = ["*"]
-links = [{links}]
-ack_timeout = "400ms"
-echo_interval = "1s"
-
-[engine.retry_backoff]
-initial = "50ms"
-max = "300ms"
-{extra}
-"#,
-        dir = dir.display(),
-        port = free_port(),
-        links = links.join(", "),
-    );
-    Config::from_toml(&text, "reversals.toml").expect("config")
-}
-
-const HIGH_LIMITS: &str = "\n[limits]\ndaily_count = 1000000\ndaily_amount = 1000000000000\n";
 
 /// A switch with the sample data, an engine, and a client connected to the switch.
 struct Rig {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use replenish::config::Config;
 use replenish::framing::{FrameCodec, LengthHeader};
 use replenish::iso8583::Spec;
 use replenish::simulator::{self, Faults, SimConfig, Simulator};
@@ -62,3 +63,38 @@ impl Engine {
         ledger.balance(min)
     }
 }
+
+/// A switch config on `dir` with one acquirer (id `00012345`) and one engine serving
+/// every carrier over `links` with short timers; `extra` is appended (more sections).
+pub fn config(dir: &Path, links: &[SocketAddr], extra: &str) -> Config {
+    let links: Vec<String> = links.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        r#"
+data_dir = "{dir}/data"
+
+[[acquirer]]
+name = "bank-a"
+listen = "127.0.0.1:{port}"
+acquirer_id = "00012345"
+
+[[engine]]
+name = "prepaid"
+carriers = ["*"]
+links = [{links}]
+ack_timeout = "400ms"
+echo_interval = "1s"
+
+[engine.retry_backoff]
+initial = "50ms"
+max = "500ms"
+{extra}
+"#,
+        dir = dir.display(),
+        port = free_port(),
+        links = links.join(", "),
+    );
+    Config::from_toml(&text, "engine-test.toml").expect("config")
+}
+
+/// `[limits]` that never decline for velocity.
+pub const HIGH_LIMITS: &str = "\n[limits]\ndaily_count = 1000000\ndaily_amount = 1000000000000\n";
