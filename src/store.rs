@@ -298,7 +298,16 @@ impl Store {
 
     /// Transactions with retrieval reference `reference` (see [`reference_id`]).
     pub fn by_reference(&self, reference: &str) -> Result<Vec<TransactionKey>, StoreError> {
-        Ok(self.get_json(&key("i/", reference))?.unwrap_or_default())
+        let prefix = reference_prefix(reference);
+        self.db
+            .scan_prefix(&prefix)
+            .take(MAX_PER_REFERENCE)
+            .map(|entry| {
+                let (k, _) = entry?;
+                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok(TransactionKey(key))
+            })
+            .collect()
     }
 
     /// The exception queue, oldest first.
@@ -372,7 +381,6 @@ struct BatchBuilder<'a> {
     store: &'a Store,
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     usage: HashMap<Vec<u8>, Usage>,
-    references: HashMap<Vec<u8>, Vec<TransactionKey>>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
 }
@@ -383,7 +391,6 @@ impl<'a> BatchBuilder<'a> {
             store,
             writes: HashMap::new(),
             usage: HashMap::new(),
-            references: HashMap::new(),
             queue: HashMap::new(),
             counter: None,
         }
@@ -445,7 +452,10 @@ impl<'a> BatchBuilder<'a> {
             &decision.summary.terminal,
             &decision.summary.rrn,
         );
-        self.add_reference(&reference, &decision.key)
+        let mut k = reference_prefix(&reference);
+        k.extend_from_slice(decision.key.as_bytes());
+        self.writes.insert(k, Some(Vec::new()));
+        Ok(())
     }
 
     /// Writes an earlier transaction's new entry; a hold no longer open is dropped.
@@ -543,28 +553,6 @@ impl<'a> BatchBuilder<'a> {
         Ok(())
     }
 
-    fn add_reference(
-        &mut self,
-        reference: &str,
-        transaction: &TransactionKey,
-    ) -> Result<(), StoreError> {
-        let k = key("i/", reference);
-        let list = match self.references.remove(&k) {
-            Some(list) => list,
-            None => self.store.by_reference(reference)?,
-        };
-        let mut list = list;
-        if !list.contains(transaction) {
-            list.push(transaction.clone());
-        }
-        // References should be unique; an acquirer that repeats one must not grow the
-        // entry without bound: the newest transactions are the ones reversed.
-        let excess = list.len().saturating_sub(MAX_PER_REFERENCE);
-        list.drain(..excess);
-        self.references.insert(k, list);
-        Ok(())
-    }
-
     fn put(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
         self.writes.insert(key(prefix, id), Some(json(value)));
     }
@@ -580,9 +568,6 @@ impl<'a> BatchBuilder<'a> {
         for (k, usage) in self.usage {
             batch.insert(k, json(&usage));
         }
-        for (k, list) in self.references {
-            batch.insert(k, json(&list));
-        }
         for (id, item) in self.queue {
             batch.insert(queue_key(id), json(&item));
         }
@@ -594,8 +579,18 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-/// Transactions kept per retrieval reference (the newest).
+/// Transactions looked at per retrieval reference (references should be unique; an
+/// acquirer that repeats one must not make a reversal scan without bound).
 pub const MAX_PER_REFERENCE: usize = 16;
+
+/// The index prefix of a reference's transactions: one entry per transaction, so an
+/// approval adds an entry without reading the others.
+fn reference_prefix(reference: &str) -> Vec<u8> {
+    // 0x1F (unit separator) cannot occur in the an/ans fields a reference is made of.
+    let mut k = key("i/", reference);
+    k.push(0x1F);
+    k
+}
 
 /// The index id of a retrieval reference: acquirer id, terminal (DE41) and DE37.
 pub fn reference_id(acquirer: &str, terminal: &str, rrn: &str) -> String {
