@@ -264,6 +264,12 @@ impl Decider {
     ) -> Result<Outcome, SwitchError> {
         let key = TransactionKey::of(message, &link.acquirer_id);
         let print = fingerprint(message);
+        // Reference data changes only offline (imports need the data directory), so a
+        // request's account and location are read before taking the lock.
+        let prefetched = match kind {
+            Kind::Financial | Kind::Authorization => Some(self.prefetch(message)),
+            _ => None,
+        };
         let mut state = self.lock();
         let mut draft = self.draft(message, link, key.clone(), print.clone());
         match self.earlier(&state, &key)? {
@@ -295,7 +301,8 @@ impl Decider {
         }
         match kind {
             Kind::Financial | Kind::Authorization => {
-                self.request(&mut state, message, &mut draft, kind)?
+                let prefetched = prefetched.unwrap_or_else(|| self.prefetch(message));
+                self.request(&mut state, prefetched, &mut draft, kind)?
             }
             Kind::FinancialAdvice => self.advice(&mut state, message, link, &mut draft)?,
             Kind::AuthorizationAdvice => {
@@ -398,16 +405,35 @@ impl Decider {
         Ok(keys)
     }
 
+    /// What a request's rules need from the indexes, read without the lock.
+    fn prefetch(&self, message: &Message) -> Result<Prefetched, Evaluation> {
+        let request = validate::read_request(message, &self.rules)
+            .map_err(|d| Evaluation::Declined(d, None))?;
+        let account = self
+            .store
+            .account(&request.account)
+            .map_err(Evaluation::store)?;
+        let location = self
+            .store
+            .location(&request.location)
+            .map_err(Evaluation::store)?;
+        Ok(Prefetched {
+            request,
+            account,
+            location,
+        })
+    }
+
     /// A `0200` (credit now) or `0100` (hold): every rule applies.
     fn request(
         &self,
         state: &mut State,
-        message: &Message,
+        prefetched: Result<Prefetched, Evaluation>,
         draft: &mut Draft,
         kind: Kind,
     ) -> Result<(), SwitchError> {
         let day = draft.decision.day.clone();
-        match self.evaluate(state, message, &day, draft.now) {
+        match prefetched.and_then(|p| self.evaluate(state, p, &day, draft.now)) {
             Ok((request, account, engine)) => {
                 let credit = self.approve(state, &mut draft.decision, &request, &account, engine);
                 if kind == Kind::Authorization {
@@ -429,20 +455,15 @@ impl Decider {
     fn evaluate(
         &self,
         state: &mut State,
-        message: &Message,
+        prefetched: Prefetched,
         day: &str,
         now: DateTime<Utc>,
     ) -> Result<(Replenishment, Account, String), Evaluation> {
-        let request = validate::read_request(message, &self.rules)
-            .map_err(|d| Evaluation::Declined(d, None))?;
-        let account = self
-            .store
-            .account(&request.account)
-            .map_err(Evaluation::store)?;
-        let location = self
-            .store
-            .location(&request.location)
-            .map_err(Evaluation::store)?;
+        let Prefetched {
+            request,
+            account,
+            location,
+        } = prefetched;
         let usage = self
             .usage(state, &request.account, day)
             .map_err(Evaluation::store)?;
@@ -459,7 +480,10 @@ impl Decider {
         let declined = |d| Evaluation::Declined(d, Some(request.account.clone()));
         validate::check(&request, &facts, &self.rules).map_err(declined)?;
         match (account, engine) {
-            (Some(account), Some(engine)) => Ok((request.clone(), account, engine.to_owned())),
+            (Some(account), Some(engine)) => {
+                let engine = engine.to_owned();
+                Ok((request, account, engine))
+            }
             _ => Err(declined(Decline::UnknownAccount)),
         }
     }
@@ -574,6 +598,13 @@ impl Draft {
 /// The UTC day of `at`, `YYYY-MM-DD`.
 pub(super) fn day_of(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
+}
+
+/// A request's form checked, and its account and location as the indexes hold them.
+struct Prefetched {
+    request: Replenishment,
+    account: Option<Account>,
+    location: Option<super::accounts::Location>,
 }
 
 /// The outcome of the rules.
