@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::engine::{Outbound, Router};
 use crate::exceptions::ExceptionLog;
@@ -67,6 +68,9 @@ pub fn replay(
 /// Most records applied in one sled batch.
 const MAX_APPLY: usize = 4096;
 
+/// How long the indexer gathers durable batches before applying them to sled.
+const COALESCE: Duration = Duration::from_millis(50);
+
 /// Starts the indexing thread over the journal's durable batches. It stops when the
 /// journal closes (the sender is dropped) or on the first error, which it returns.
 pub fn spawn(
@@ -80,21 +84,27 @@ pub fn spawn(
         .name("indexer".into())
         .spawn(move || {
             while let Ok(first) = batches.recv() {
-                // Whatever else is already waiting joins this sled batch: fewer, larger
-                // batches share the position and counter writes and add up usage.
-                let mut pending = first;
-                while pending.len() < MAX_APPLY {
-                    match batches.try_recv() {
-                        Ok(more) => pending.extend(more),
-                        Err(_) => break,
-                    }
-                }
-                let records = pending
-                    .iter()
-                    .map(|r| parse(r.seq, &r.body).map(|record| (r.seq, record)))
-                    .collect::<Result<Vec<_>, _>>()?;
+                // Batches arriving within the coalescing window join this sled batch:
+                // fewer, larger batches share the position and counter writes, add up
+                // usage, and cancel outbox entries acknowledged within the window. Credits
+                // are routed as each batch arrives, never held back by the window.
+                let deadline = Instant::now() + COALESCE;
+                let mut records = parse_all(&first)?;
                 if let Some(router) = &router {
                     route_credits(router, &records);
+                }
+                while records.len() < MAX_APPLY {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match batches.recv_timeout(wait) {
+                        Ok(more) => {
+                            let more = parse_all(&more)?;
+                            if let Some(router) = &router {
+                                route_credits(router, &more);
+                            }
+                            records.extend(more);
+                        }
+                        Err(_) => break,
+                    }
                 }
                 apply(&store, &mut log, &records)?;
                 log.flush()?;
@@ -105,6 +115,13 @@ pub fn spawn(
             store.flush()?;
             Ok(())
         })
+}
+
+fn parse_all(batch: &[journal::Record]) -> Result<Vec<(u64, Record)>, IndexError> {
+    batch
+        .iter()
+        .map(|r| parse(r.seq, &r.body).map(|record| (r.seq, record)))
+        .collect()
 }
 
 fn apply(

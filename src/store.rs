@@ -380,6 +380,8 @@ impl Store {
 struct BatchBuilder<'a> {
     store: &'a Store,
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys this batch created (absent from sled before it).
+    created: std::collections::HashSet<Vec<u8>>,
     usage: HashMap<Vec<u8>, Usage>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
@@ -390,6 +392,7 @@ impl<'a> BatchBuilder<'a> {
         BatchBuilder {
             store,
             writes: HashMap::new(),
+            created: std::collections::HashSet::new(),
             usage: HashMap::new(),
             queue: HashMap::new(),
             counter: None,
@@ -445,7 +448,7 @@ impl<'a> BatchBuilder<'a> {
         self.put("c/", &approval.confirmation, &decision.key);
         self.count(approval.counter);
         if let Some(credit) = &decision.credit {
-            self.put("o/", &outbox_slot(credit), credit);
+            self.create("o/", &outbox_slot(credit), credit);
         }
         let reference = reference_id(
             &decision.summary.acquirer,
@@ -474,11 +477,15 @@ impl<'a> BatchBuilder<'a> {
                 remaining,
             } => {
                 let slot = key("o/", &format!("{engine}/{confirmation}"));
-                let value = remaining.as_ref().map(json);
-                self.writes.insert(slot, value);
+                match remaining {
+                    Some(credit) => {
+                        self.writes.insert(slot, Some(json(credit)));
+                    }
+                    None => self.delete(slot),
+                }
             }
             ReversalEffect::Advised(advice) => {
-                self.put("v/", &outbox_slot(&advice.credit), advice);
+                self.create("v/", &outbox_slot(&advice.credit), advice);
             }
             ReversalEffect::NotFound | ReversalEffect::Ignored | ReversalEffect::Released => {}
         }
@@ -492,7 +499,24 @@ impl<'a> BatchBuilder<'a> {
             "o/"
         };
         let slot = format!("{}/{}", delivery.engine, delivery.confirmation);
-        self.writes.insert(key(prefix, &slot), None);
+        self.delete(key(prefix, &slot));
+    }
+
+    /// Writes an entry that did not exist before this batch (an outbox entry).
+    fn create(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
+        let k = key(prefix, id);
+        self.created.insert(k.clone());
+        self.writes.insert(k, Some(json(value)));
+    }
+
+    /// Removes an entry; one created in this very batch is simply not written, so an
+    /// outbox entry acknowledged before its batch is applied costs sled nothing.
+    fn delete(&mut self, k: Vec<u8>) {
+        if self.created.remove(&k) {
+            self.writes.remove(&k);
+        } else {
+            self.writes.insert(k, None);
+        }
     }
 
     fn expired(&mut self, expiry: &Expiry) -> Result<(), StoreError> {
@@ -530,7 +554,7 @@ impl<'a> BatchBuilder<'a> {
         }
         self.count(resubmission.approval.counter);
         self.touch(&resubmission.touches);
-        self.put(
+        self.create(
             "o/",
             &outbox_slot(&resubmission.credit),
             &resubmission.credit,
@@ -703,6 +727,46 @@ mod tests {
         assert_eq!(
             store.by_confirmation("000000000001").expect("get"),
             Some(TransactionKey("k1".into()))
+        );
+    }
+
+    fn acked(confirmation: &str) -> Record {
+        Record::CreditAcked(Delivery {
+            engine: "prepaid".into(),
+            confirmation: confirmation.into(),
+            mti: "0230".into(),
+            link: "127.0.0.1:9583".into(),
+            attempt: 1,
+            at_ms: 0,
+        })
+    }
+
+    #[test]
+    fn an_ack_empties_the_outbox_in_the_same_batch_or_a_later_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .apply(&[
+                (1, Record::Decided(Box::new(decision("k1", 1, 2500)))),
+                (2, Record::Decided(Box::new(decision("k2", 2, 1000)))),
+                (3, acked("000000000001")),
+            ])
+            .expect("apply");
+        let left: Vec<String> = store
+            .outbox("prepaid")
+            .expect("outbox")
+            .into_iter()
+            .map(|c| c.confirmation)
+            .collect();
+        assert_eq!(left, vec!["000000000002".to_owned()]);
+        store.apply(&[(4, acked("000000000002"))]).expect("apply");
+        assert!(store.outbox("prepaid").expect("outbox").is_empty());
+        assert!(
+            store
+                .transaction(&TransactionKey("k1".into()))
+                .expect("get")
+                .is_some(),
+            "the transaction itself stays indexed"
         );
     }
 
