@@ -1,7 +1,8 @@
 //! `replenish engine-sim`: a prepaid engine for tests and demos. It speaks the outbound
 //! profile (DESIGN.md §4) on one or more listeners, keeps a balance per MIN, applies each
 //! credit (`0220`/`0221`) and each reversal (`0420`/`0421`) once per DE62 — a repeat is
-//! answered `00` and not applied again — and appends one JSON line per applied credit or
+//! answered `00` and not applied again; a reversal of a credit it has not applied, or
+//! for another amount, is refused — and appends one JSON line per applied credit or
 //! reversal to its ledger file before it acknowledges. On start it reads the ledger
 //! back, so a restarted simulator still refuses to apply a DE62 twice. Fault knobs
 //! (delayed, dropped or `96` answers, connections closed every N messages, refused
@@ -65,6 +66,8 @@ pub struct Ledger {
     /// When each credit of this run was applied (for the end-to-end bench).
     credited_at: HashMap<String, std::time::Instant>,
     balances: HashMap<String, i64>,
+    /// The amount of every applied credit, by DE62.
+    credits: HashMap<String, u64>,
     file: File,
     sync: bool,
 }
@@ -109,6 +112,7 @@ impl Ledger {
             applied: HashSet::new(),
             credited_at: HashMap::new(),
             balances: HashMap::new(),
+            credits: HashMap::new(),
             file,
             sync,
         };
@@ -157,9 +161,17 @@ impl Ledger {
         self.credited_at.get(confirmation).copied()
     }
 
+    /// The amount of the credit with `confirmation`, if it was applied.
+    pub fn credit(&self, confirmation: &str) -> Option<u64> {
+        self.credits.get(confirmation).copied()
+    }
+
     fn remember(&mut self, entry: &Entry) {
         self.applied
             .insert((entry.kind.clone(), entry.confirmation.clone()));
+        if entry.kind == "credit" {
+            (self.credits).insert(entry.confirmation.clone(), entry.amount);
+        }
         let signed = i64::try_from(entry.amount).unwrap_or(i64::MAX);
         let delta = if entry.kind == "reversal" {
             -signed
@@ -316,9 +328,9 @@ impl Connection {
         }
         let code = match self.apply(&message, kind) {
             Ok(()) => "00",
-            Err(reason) => {
+            Err((code, reason)) => {
                 warn!("engine-sim: {reason}");
-                "30"
+                code
             }
         };
         if self.roll(self.faults.drop_ack_percent.load(Ordering::Relaxed)) {
@@ -337,35 +349,54 @@ impl Connection {
         }
     }
 
-    fn apply(&self, message: &Message, kind: &str) -> Result<(), String> {
+    /// Applies a credit or reversal; a refusal carries its DE39. A reversal must name
+    /// a credit applied before, with its amount in DE4 (`25` and `13` otherwise), so a
+    /// switch that sends a reversal ahead of its credit, or for the wrong amount, is
+    /// caught.
+    fn apply(&self, message: &Message, kind: &str) -> Result<(), (&'static str, String)> {
+        let format = |reason: String| ("30", reason);
         let field = |n: u8| {
             message
                 .text(n)
                 .map(str::to_owned)
                 .ok_or(format!("DE{n} missing"))
         };
-        let amount: u64 = field(4)?
+        let confirmation = field(62).map_err(format)?;
+        let amount: u64 = field(4)
+            .map_err(format)?
             .parse()
-            .map_err(|_| "DE4 not a number".to_owned())?;
+            .map_err(|_| format("DE4 not a number".to_owned()))?;
         // A partial reversal carries what remains credited in DE95's first 12 digits.
         let remaining = match message.text(95) {
             Some(text) => text
                 .get(..12)
                 .and_then(|d| d.parse::<u64>().ok())
-                .ok_or("DE95 does not start with 12 digits".to_owned())?,
+                .ok_or_else(|| format("DE95 does not start with 12 digits".to_owned()))?,
             None => 0,
         };
+        let mut ledger = self.shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        if kind == "reversal" {
+            match ledger.credit(&confirmation) {
+                None => return Err(("25", format!("reversal of unknown credit {confirmation}"))),
+                Some(credited) if credited != amount => {
+                    return Err((
+                        "13",
+                        format!("reversal of {confirmation} for {amount}, credited {credited}"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let entry = Entry {
-            confirmation: field(62)?,
+            confirmation,
             min: message.text(102).unwrap_or("").to_owned(),
             amount: amount.saturating_sub(remaining),
             kind: kind.to_owned(),
         };
-        let mut ledger = self.shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
         ledger
             .apply(entry)
             .map(drop)
-            .map_err(|e| format!("ledger: {e}"))
+            .map_err(|e| ("96", format!("ledger: {e}")))
     }
 
     fn roll(&mut self, percent: u32) -> bool {

@@ -17,7 +17,7 @@ use crate::record::{
     Touched, UsageChange,
 };
 use crate::switch::accounts::{Account, Location};
-use crate::switch::codes::ResponseCode;
+use crate::switch::codes::{Decline, ResponseCode};
 use crate::switch::key::TransactionKey;
 use crate::switch::validate::Usage;
 
@@ -77,6 +77,12 @@ pub struct TransactionEntry {
     /// What happened to it since.
     #[serde(default)]
     pub standing: Standing,
+    /// The request MTI.
+    #[serde(default)]
+    pub mti: String,
+    /// For a completed authorization: the key of its completion advice.
+    #[serde(default)]
+    pub completed_by: Option<TransactionKey>,
 }
 
 /// What became of a transaction after its decision.
@@ -105,18 +111,38 @@ impl TransactionEntry {
     /// The entry a decision makes.
     pub fn of(seq: u64, decision: &Decision) -> TransactionEntry {
         let hold = decision.hold.as_ref();
+        // A late original of a reversal that came first counts as reversed: its key may
+        // carry a correction, and it is never reversed again.
+        let standing = match decision.decline {
+            Some(Decline::ReversedBeforeArrival) => Standing::Reversed {
+                amount: 0,
+                full: true,
+            },
+            _ => Standing::Open,
+        };
         TransactionEntry {
             seq,
             fingerprint: decision.fingerprint.clone(),
             code: decision.code,
             confirmation: decision.approval.as_ref().map(|a| a.confirmation.clone()),
             account: decision.account.clone(),
-            day: decision.day.clone(),
+            // The day its usage counted on (a completion counts on its hold's day).
+            day: decision
+                .usage
+                .as_ref()
+                .map_or_else(|| decision.day.clone(), |u| u.day.clone()),
             credit: decision.credit.clone().or(hold.map(|h| h.credit.clone())),
             expires_ms: hold.map(|h| h.expires_ms),
             queued: decision.owed.is_some(),
-            standing: Standing::Open,
+            standing,
+            mti: decision.mti.clone(),
+            completed_by: None,
         }
+    }
+
+    /// Whether this is a request (`0100`, `0200`) that was declined.
+    pub fn is_declined_request(&self) -> bool {
+        self.code != ResponseCode::Approved && self.mti.as_bytes().get(2) == Some(&b'0')
     }
 
     /// The entry that remembers a reversal whose original has not arrived.
@@ -132,6 +158,8 @@ impl TransactionEntry {
             expires_ms: None,
             queued: false,
             standing: Standing::ReversedBeforeArrival,
+            mti: String::new(),
+            completed_by: None,
         }
     }
 
@@ -166,6 +194,9 @@ pub struct QueueItem {
     pub owed: Owed,
     /// Set once resubmitted.
     pub resolved: Option<Resolution>,
+    /// Set when the acquirer reversed the advice: nothing is owed any more.
+    #[serde(default)]
+    pub reversed: bool,
 }
 
 /// How a queue item was resolved.
@@ -299,15 +330,20 @@ impl Store {
     /// Transactions with retrieval reference `reference` (see [`reference_id`]).
     pub fn by_reference(&self, reference: &str) -> Result<Vec<TransactionKey>, StoreError> {
         let prefix = reference_prefix(reference);
-        self.db
+        let skip = prefix.len() + 8;
+        let mut keys = self
+            .db
             .scan_prefix(&prefix)
+            .rev()
             .take(MAX_PER_REFERENCE)
             .map(|entry| {
                 let (k, _) = entry?;
-                let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let key = String::from_utf8_lossy(k.get(skip..).unwrap_or_default()).into_owned();
                 Ok(TransactionKey(key))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        keys.reverse();
+        Ok(keys)
     }
 
     /// The exception queue, oldest first.
@@ -428,7 +464,7 @@ impl<'a> BatchBuilder<'a> {
         let entry = TransactionEntry::of(seq, decision);
         self.put("t/", &decision.key.0, &entry);
         if let Some(touched) = &decision.touches {
-            self.touch(touched);
+            self.touch(touched)?;
         }
         if let Some(change) = &decision.usage {
             self.adjust_usage(change)?;
@@ -455,18 +491,33 @@ impl<'a> BatchBuilder<'a> {
             &decision.summary.terminal,
             &decision.summary.rrn,
         );
+        // Newest last: the journal position orders a reference's transactions.
         let mut k = reference_prefix(&reference);
+        k.extend_from_slice(&seq.to_be_bytes());
         k.extend_from_slice(decision.key.as_bytes());
         self.writes.insert(k, Some(Vec::new()));
         Ok(())
     }
 
-    /// Writes an earlier transaction's new entry; a hold no longer open is dropped.
-    fn touch(&mut self, touched: &Touched) {
-        self.put("t/", &touched.key.0, &touched.entry);
-        if touched.entry.held().is_none() {
+    /// Writes an earlier transaction's new entry; a hold no longer open is dropped, and
+    /// a queued advice that was reversed closes its queue item.
+    fn touch(&mut self, touched: &Touched) -> Result<(), StoreError> {
+        let entry = &touched.entry;
+        self.put("t/", &touched.key.0, entry);
+        if entry.held().is_none() {
             self.writes.insert(key("h/", &touched.key.0), None);
         }
+        if entry.queued && matches!(entry.standing, Standing::Reversed { .. }) {
+            let item = match self.queue.remove(&entry.seq) {
+                Some(item) => Some(item),
+                None => self.store.queue_item(entry.seq)?,
+            };
+            if let Some(mut item) = item {
+                item.reversed = true;
+                self.queue.insert(item.id, item);
+            }
+        }
+        Ok(())
     }
 
     fn reversal(&mut self, effect: &ReversalEffect) {
@@ -521,7 +572,7 @@ impl<'a> BatchBuilder<'a> {
 
     fn expired(&mut self, expiry: &Expiry) -> Result<(), StoreError> {
         for (touched, change) in &expiry.holds {
-            self.touch(touched);
+            self.touch(touched)?;
             self.adjust_usage(change)?;
         }
         Ok(())
@@ -535,6 +586,7 @@ impl<'a> BatchBuilder<'a> {
             mti: decision.mti.clone(),
             owed: owed.clone(),
             resolved: None,
+            reversed: false,
         };
         self.queue.insert(seq, item);
     }
@@ -553,7 +605,12 @@ impl<'a> BatchBuilder<'a> {
             self.queue.insert(item.id, item);
         }
         self.count(resubmission.approval.counter);
-        self.touch(&resubmission.touches);
+        self.touch(&resubmission.touches)?;
+        self.put(
+            "c/",
+            &resubmission.approval.confirmation,
+            &resubmission.touches.key,
+        );
         self.create(
             "o/",
             &outbox_slot(&resubmission.credit),
@@ -603,8 +660,8 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-/// Transactions looked at per retrieval reference (references should be unique; an
-/// acquirer that repeats one must not make a reversal scan without bound).
+/// Transactions looked at per retrieval reference, the newest (references should be
+/// unique; an acquirer that repeats one must not make a reversal scan without bound).
 pub const MAX_PER_REFERENCE: usize = 16;
 
 /// The index prefix of a reference's transactions: one entry per transaction, so an

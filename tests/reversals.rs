@@ -720,3 +720,75 @@ async fn a_random_mix_leaves_every_engine_balance_right() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_in_advice_for_a_declined_request_is_credited_once() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    // Declined 58 (location), then the bank approves in stand-in and advises.
+    let mut request = credit(1, 2500, ACTIVE);
+    request.set(42, "LOC000000009999");
+    assert_eq!(code(&rig.exchange(&request).await), "58");
+    let advice = rig.exchange(&as_mti(request.clone(), "0220")).await;
+    assert_eq!(code(&advice), "00");
+    let number = confirmation(&advice);
+    let repeat = rig.exchange(&as_mti(request.clone(), "0221")).await;
+    assert_eq!(confirmation(&repeat), number, "its repeat: the same answer");
+    // Other content under a key already used: acknowledged, queued, not credited.
+    let mut other = as_mti(request, "0220");
+    other.set(12, "101010");
+    let answer = rig.exchange(&other).await;
+    assert_eq!(code(&answer), "00");
+    assert!(answer.get(62).is_none());
+    rig.balance_becomes("2065550101", 2500).await;
+    let config = rig.stop().await;
+    let items = queue::list(&config).expect("list");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items[0].reason.contains("key reused"), "{items:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_reversals_and_completions_change_nothing_they_should_not() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    // DE95 that is not 12 digits: not taken for a full reversal.
+    let original = credit(1, 5000, ACTIVE);
+    assert_eq!(code(&rig.exchange(&original).await), "00");
+    let mut bad = partial_reversal_of(&original, 2, 3000);
+    bad.set(95, format!("00000000300A{:030}", 0));
+    assert_eq!(code(&rig.exchange(&bad).await), "00");
+    // After a partial reversal the key is not free for other content.
+    assert_eq!(
+        code(&rig.exchange(&partial_reversal_of(&original, 3, 1000)).await),
+        "00"
+    );
+    let mut other = original.clone();
+    other.set(4, "000000000700");
+    assert_eq!(code(&rig.exchange(&other).await), "94");
+    rig.balance_becomes("2065550101", 1000).await;
+
+    // A completion naming another account's authorization is not credited to either.
+    let authorization = as_mti(credit(10, 3000, "4761739001010077"), "0100");
+    assert_eq!(code(&rig.exchange(&authorization).await), "00");
+    let mut foreign = as_mti(credit(11, 3000, "4761739001010093"), "0220");
+    foreign.set(90, original_data(&authorization));
+    let answer = rig.exchange(&foreign).await;
+    assert_eq!(code(&answer), "00");
+    assert!(answer.get(62).is_none(), "queued, not credited");
+    // Completed once; a second completion is acknowledged and not credited again.
+    let mut completion = as_mti(credit(12, 3000, "4761739001010077"), "0220");
+    completion.set(90, original_data(&authorization));
+    assert_eq!(code(&rig.exchange(&completion).await), "00");
+    let mut again = as_mti(credit(13, 3000, "4761739001010077"), "0220");
+    again.set(90, original_data(&authorization));
+    let answer = rig.exchange(&again).await;
+    assert_eq!(code(&answer), "00");
+    assert!(answer.get(62).is_none());
+    rig.balance_becomes("2065550107", 3000).await;
+    // Reversing the completed authorization reverses its completion.
+    assert_eq!(
+        code(&rig.exchange(&reversal_of(&authorization, 14, "0400")).await),
+        "00"
+    );
+    rig.balance_becomes("2065550107", 0).await;
+    assert_eq!(rig.engine.balance("2065550109"), 0);
+    rig.stop().await;
+}

@@ -176,7 +176,7 @@ impl Forwarder {
         let mut previous: Option<usize> = None;
         for attempt in 1u32.. {
             let index = self.choose(previous).await;
-            if attempt == 1 && !self.first_send(&mut item) {
+            if attempt == 1 && !self.first_send(&mut item).await {
                 return self.finish(&item);
             }
             let link = &self.links[index];
@@ -210,20 +210,27 @@ impl Forwarder {
 
     /// Whether a credit still goes out at its first send (a reversal may have cancelled
     /// or reduced it while it waited for a permit or a link).
-    fn first_send(&self, item: &mut Outbound) -> bool {
+    async fn first_send(&self, item: &mut Outbound) -> bool {
         let Outbound::Credit(credit) = item else {
             return true;
         };
-        match self.unsent.take(&credit.confirmation) {
-            Fate::Send => true,
-            Fate::Resized(amount) => {
-                credit.amount = amount;
-                true
-            }
-            Fate::Cancelled => {
-                info!(engine = %self.engine, confirmation = %credit.confirmation,
-                      "credit reversed before it was sent: not sent");
-                false
+        loop {
+            match self.unsent.take(&credit.confirmation) {
+                Fate::Send => return true,
+                Fate::Pending => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                Fate::Resized { amount, after } => {
+                    if let Err(e) = self.journal.wait_durable(after).await {
+                        warn!(engine = %self.engine, "journal: {e}; credit left in the outbox");
+                        return false;
+                    }
+                    credit.amount = amount;
+                    return true;
+                }
+                Fate::Cancelled => {
+                    info!(engine = %self.engine, confirmation = %credit.confirmation,
+                          "credit reversed before it was sent: not sent");
+                    return false;
+                }
             }
         }
     }

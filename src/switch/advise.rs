@@ -69,9 +69,22 @@ impl Decider {
         link: &Link,
         draft: &mut Draft,
     ) -> Result<(), SwitchError> {
-        if let Some((key, hold)) = self.open_hold(state, message, link) {
-            self.complete(message, draft, key, hold);
-            return Ok(());
+        match self.completion(state, message, link)? {
+            Completion::Open(key, hold) => {
+                self.complete(message, draft, key, *hold);
+                return Ok(());
+            }
+            Completion::Done => {
+                draft.decision.account = known(validate::account_of(message));
+                draft.decision.note =
+                    Some("the authorization was completed already: not credited again".into());
+                return Ok(());
+            }
+            Completion::Conflict(reason) => {
+                owe(message, draft, reason);
+                return Ok(());
+            }
+            Completion::None => {}
         }
         match self.route(message)? {
             Ok((request, account, engine)) => {
@@ -103,26 +116,48 @@ impl Decider {
         Ok(())
     }
 
-    /// The open hold a completion advice completes: by DE90, else by account and DE38.
-    fn open_hold(
+    /// What a `0220` completes: the authorization its DE90 names, else an open hold of
+    /// its account whose approval code is its DE38.
+    fn completion(
         &self,
         state: &State,
         message: &Message,
         link: &Link,
-    ) -> Option<(TransactionKey, TransactionEntry)> {
-        if let Some(key) = original_key(message, link).filter(|k| k.0.ends_with("|1")) {
-            return state.holds.get(&key).map(|e| (key, e.clone()));
-        }
-        let code = message.text(38).map(str::trim).filter(|c| !c.is_empty())?;
+    ) -> Result<Completion, SwitchError> {
         let account = validate::account_of(message);
-        state
-            .holds
-            .iter()
-            .find(|(_, e)| {
-                e.account.as_deref() == Some(account)
-                    && e.confirmation.as_deref().is_some_and(|c| c.ends_with(code))
-            })
-            .map(|(k, e)| (k.clone(), e.clone()))
+        if let Some(key) = original_key(message, link).filter(|k| k.0.ends_with("|1")) {
+            let Some(entry) = self.earlier(state, &key)? else {
+                return Ok(Completion::None);
+            };
+            if entry.standing == Standing::Completed {
+                return Ok(Completion::Done);
+            }
+            if entry.held().is_none() {
+                return Ok(Completion::None);
+            }
+            let currency = message.text(49).map(str::trim).unwrap_or("");
+            let same_currency = entry
+                .credit
+                .as_ref()
+                .is_some_and(|c| c.currency == currency);
+            if entry.account.as_deref() != Some(account) || !same_currency {
+                return Ok(Completion::Conflict(
+                    "completion names an authorization of another account or currency".into(),
+                ));
+            }
+            return Ok(Completion::Open(key, Box::new(entry)));
+        }
+        let Some(code) = message.text(38).map(str::trim).filter(|c| c.len() == 6) else {
+            return Ok(Completion::None);
+        };
+        let found = state.holds.iter().find(|(_, e)| {
+            e.account.as_deref() == Some(account)
+                && e.confirmation.as_deref().is_some_and(|c| c.ends_with(code))
+        });
+        Ok(match found {
+            Some((k, e)) => Completion::Open(k.clone(), Box::new(e.clone())),
+            None => Completion::None,
+        })
     }
 
     /// Credits a completion under its authorization's confirmation number.
@@ -152,6 +187,7 @@ impl Decider {
         });
         decision.credit = Some(credit);
         hold.standing = Standing::Completed;
+        hold.completed_by = Some(decision.key.clone());
         decision.touches = Some(Touched { key, entry: hold });
     }
 
@@ -228,6 +264,12 @@ impl Decider {
             .earlier(&state, &item.key)?
             .ok_or(ResubmitError::NotFound(id))?;
         check_open(&item, &entry)?;
+        if item.owed.amount == 0 {
+            return Err(ResubmitError::Unroutable {
+                id,
+                reason: "its amount (DE4) was not a positive number".into(),
+            });
+        }
         let (account, engine) = self
             .routable(&item.owed.account)?
             .map_err(|reason| ResubmitError::Unroutable { id, reason })?;
@@ -246,6 +288,7 @@ impl Decider {
         entry.queued = false;
         entry.confirmation = Some(approval.confirmation.clone());
         entry.credit = Some(credit.clone());
+        entry.day = day_of(now);
         let resubmission = Resubmission {
             id,
             by: by.to_owned(),
@@ -298,6 +341,18 @@ impl Decider {
     }
 }
 
+/// What a completion advice completes.
+enum Completion {
+    /// This open hold.
+    Open(TransactionKey, Box<TransactionEntry>),
+    /// An authorization completed already.
+    Done,
+    /// An authorization that does not fit the advice (account, currency).
+    Conflict(String),
+    /// Nothing: a stand-in credit.
+    None,
+}
+
 /// Refuses an item already resubmitted or reversed.
 fn check_open(item: &QueueItem, entry: &TransactionEntry) -> Result<(), ResubmitError> {
     if let Some(done) = &item.resolved {
@@ -321,7 +376,7 @@ fn check_open(item: &QueueItem, entry: &TransactionEntry) -> Result<(), Resubmit
 }
 
 /// An advice acknowledged but not credited: the exception queue keeps what is owed.
-fn owe(message: &Message, draft: &mut Draft, reason: String) {
+pub(super) fn owe(message: &Message, draft: &mut Draft, reason: String) {
     let text = |n| message.text(n).map(str::trim).unwrap_or("").to_owned();
     let account = validate::account_of(message).to_owned();
     draft.decision.account = known(&account);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::accounts::Account;
+use super::advise::owe;
 use super::classify::{Kind, classify};
 use super::codes::{Decline, ResponseCode};
 use super::confirmation::ConfirmationNumbers;
@@ -25,7 +26,9 @@ use super::validate::{self, Facts, Replenishment, Rules, Usage};
 use crate::engine::unsent::Unsent;
 use crate::iso8583::{Message, mask_pan};
 use crate::journal::{Journal, JournalError};
-use crate::record::{Approval, Credit, Decision, Hold, Record, Rejection, Summary, UsageChange};
+use crate::record::{
+    Approval, Credit, Decision, Hold, Record, Rejection, ReversalEffect, Summary, UsageChange,
+};
 use crate::store::{
     MAX_PER_REFERENCE, Standing, Store, StoreError, TransactionEntry, reference_id,
 };
@@ -272,22 +275,36 @@ impl Decider {
         };
         let mut state = self.lock();
         let mut draft = self.draft(message, link, key.clone(), print.clone());
+        let advice = matches!(kind, Kind::FinancialAdvice | Kind::AuthorizationAdvice);
         match self.earlier(&state, &key)? {
+            None => {}
             Some(earlier) if earlier.standing == Standing::ReversedBeforeArrival => {
                 draft.decline(Decline::ReversedBeforeArrival, None);
+                if advice {
+                    // An advice is acknowledged all the same; nothing is credited.
+                    draft.decision.code = ResponseCode::Approved;
+                }
                 return self.commit(&mut state, draft);
             }
-            Some(earlier) if earlier.fingerprint == print => {
-                return Ok(Outcome {
-                    code: earlier.code,
-                    confirmation: earlier.confirmation,
-                    seq: earlier.seq,
-                    repeat: true,
-                });
-            }
-            // A reversed transaction's key may carry its correction (the seed's
+            // The bank approved in stand-in what the switch had declined: decided
+            // afresh, as an advice.
+            Some(earlier)
+                if advice && earlier.is_declined_request() && earlier.fingerprint == print => {}
+            Some(earlier) if earlier.fingerprint == print => return Ok(repeated(earlier)),
+            // A fully reversed transaction's key may carry its correction (the seed's
             // "same transaction identification"): decided afresh.
-            Some(earlier) if matches!(earlier.standing, Standing::Reversed { .. }) => {}
+            Some(earlier) if matches!(earlier.standing, Standing::Reversed { full: true, .. }) => {}
+            // An advice is never refused: one that reuses a key with other content is
+            // kept apart, acknowledged and queued for review.
+            Some(_) if advice => {
+                let apart = key.apart(&print);
+                if let Some(earlier) = self.earlier(&state, &apart)? {
+                    return Ok(repeated(earlier));
+                }
+                draft.decision.key = apart;
+                owe(message, &mut draft, "key reused with other content".into());
+                return self.commit(&mut state, draft);
+            }
             Some(_) => {
                 drop(state);
                 return self.reject(
@@ -297,7 +314,6 @@ impl Decider {
                     "key reused with other content",
                 );
             }
-            None => {}
         }
         match kind {
             Kind::Financial | Kind::Authorization => {
@@ -338,6 +354,13 @@ impl Decider {
         let entry = TransactionEntry::of(seq, &decision);
         if decision.hold.is_some() {
             state.holds.insert(decision.key.clone(), entry.clone());
+        } else {
+            state.holds.remove(&decision.key);
+        }
+        if let Some(ReversalEffect::Cancelled { confirmation, .. }) =
+            decision.reversal.as_ref().map(|r| &r.effect)
+        {
+            self.unsent.journaled(confirmation, seq);
         }
         if let Some(touched) = &decision.touches {
             self.remember_touched(state, seq, &touched.key, &touched.entry);
@@ -592,6 +615,16 @@ impl Draft {
             expires_ms: expires.timestamp_millis(),
             credit,
         });
+    }
+}
+
+/// The answer to a repeat: the earlier decision's, with no new effect.
+fn repeated(earlier: TransactionEntry) -> Outcome {
+    Outcome {
+        code: earlier.code,
+        confirmation: earlier.confirmation,
+        seq: earlier.seq,
+        repeat: true,
     }
 }
 

@@ -44,6 +44,13 @@ impl TransactionKey {
         TransactionKey(format!("{acquirer}|{terminal}|{stan}|{time}|{class}"))
     }
 
+    /// The key under which an advice that reuses this key with other content is kept
+    /// apart (with the first 16 hex digits of its fingerprint).
+    pub fn apart(&self, fingerprint: &str) -> TransactionKey {
+        let digits = fingerprint.get(..16).unwrap_or(fingerprint);
+        TransactionKey(format!("{}#{digits}", self.0))
+    }
+
     /// The key as bytes, for index lookups.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()

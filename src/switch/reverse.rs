@@ -41,6 +41,7 @@ impl Decider {
             self.remember_orphan(message, link, draft);
             return Ok(());
         };
+        let (key, entry) = self.completion_of(state, key, entry)?;
         draft.decision.account = entry.account.clone();
         let result = self.reverse_entry(message, &entry);
         let decision = &mut draft.decision;
@@ -75,6 +76,12 @@ impl Decider {
         let guess = original_key(message, link)
             .unwrap_or_else(|| TransactionKey::with_class(message, &link.acquirer_id, 2));
         let decision = &mut draft.decision;
+        if guess == decision.key {
+            // DE90 names the reversal itself: nothing to remember.
+            decision.code = self.policy.orphan_reversal;
+            decision.note = Some("reversal whose DE90 names itself: nothing changed".into());
+            return;
+        }
         decision.code = self.policy.orphan_reversal;
         decision.note = Some(
             "reversal without an original: nothing changed, a late original is declined".into(),
@@ -88,6 +95,22 @@ impl Decider {
             key: guess,
             entry: TransactionEntry::reversed_before_arrival(0),
         });
+    }
+
+    /// A completed authorization stands for its completion: reversing it reverses the
+    /// completion's credit.
+    fn completion_of(
+        &self,
+        state: &State,
+        key: TransactionKey,
+        entry: TransactionEntry,
+    ) -> Result<(TransactionKey, TransactionEntry), SwitchError> {
+        if let (Standing::Completed, Some(next)) = (entry.standing, &entry.completed_by) {
+            if let Some(completion) = self.earlier(state, next)? {
+                return Ok((next.clone(), completion));
+            }
+        }
+        Ok((key, entry))
     }
 
     /// The original: by DE90, by the reversal's key in class 2 or 1, by DE37 + DE41.
@@ -193,7 +216,9 @@ impl Decider {
         if validate::amount_of(message) != Some(credit.amount) {
             return Err(mismatch("DE4 does not match the original amount"));
         }
-        let remaining = replacement_amount(message).unwrap_or(0);
+        let Some(remaining) = replacement_amount(message) else {
+            return Err(mismatch("DE95 does not start with 12 digits"));
+        };
         if remaining >= credit.amount {
             return Err(mismatch(
                 "DE95 replacement amount is not below the original amount",
@@ -264,7 +289,13 @@ pub fn original_key(message: &Message, link: &Link) -> Option<TransactionKey> {
 }
 
 /// DE95's actual transaction amount (its first 12 digits): what remains after a
-/// partial reversal.
+/// partial reversal; 0 without DE95; `None` when DE95 does not start with 12 digits.
 fn replacement_amount(message: &Message) -> Option<u64> {
-    message.text(95)?.get(..12)?.parse().ok()
+    let Some(data) = message.get(95) else {
+        return Some(0);
+    };
+    let digits = data
+        .get(..12)
+        .filter(|d| d.iter().all(u8::is_ascii_digit))?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
