@@ -511,7 +511,7 @@ fn malformed(message: &Message, body: Bytes) -> Bytes {
     let Some(amount) = message.get(4).filter(|a| !a.is_empty()) else {
         return body;
     };
-    match body.windows(amount.len()).position(|w| w == &amount[..]) {
+    match body.windows(amount.len()).position(|w| w == amount) {
         Some(at) => {
             let mut bytes = body.to_vec();
             bytes[at + amount.len() - 1] = b'X';

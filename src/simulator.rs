@@ -418,8 +418,8 @@ fn reply(request: &Message, code: &str) -> Message {
         .unwrap_or_else(|| Mti::new(b"0810").unwrap_or(request.mti()));
     let mut answer = Message::new(mti);
     for number in [3u8, 4, 7, 11, 37, 49, 62, 70, 90, 95, 102] {
-        if let Some(value) = request.get(number) {
-            answer.set(number, value.clone());
+        if let Some(value) = request.get_bytes(number) {
+            answer.set(number, value);
         }
     }
     answer.set(39, code.to_owned());

@@ -398,8 +398,8 @@ fn read(
 fn network_answer(request: &Message) -> Message {
     let mut answer = Message::new(request.mti().response().unwrap_or(request.mti()));
     for number in [7u8, 11, 70] {
-        if let Some(value) = request.get(number) {
-            answer.set(number, value.clone());
+        if let Some(value) = request.get_bytes(number) {
+            answer.set(number, value);
         }
     }
     answer.set(39, "00");

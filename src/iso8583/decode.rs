@@ -1,14 +1,12 @@
-//! The spec-driven decoder: nom parsers for the MTI, bitmaps, length prefixes and field
-//! bodies, driven by a [`Spec`]. It recognises the whole message before returning it:
-//! every bitmap bit must name a defined field, every length is checked against the
-//! spec's maximum before a byte is taken (so no allocation follows an untrusted length),
+//! The spec-driven decoder: a cursor over the frame reads the MTI, bitmaps, length
+//! prefixes and field bodies as a [`Spec`] describes them. It recognises the whole
+//! message before returning it: every bitmap bit must name a defined field, every length
+//! is checked against the spec's maximum before a byte is taken (so no allocation follows an untrusted length),
 //! and no byte may remain at the end. A field whose length is known but whose content is
 //! wrong does not stop the walk, so the MTI and DE11 that follow it can still be kept
 //! for a `30` response.
 
 use bytes::Bytes;
-use nom::bytes::complete::take;
-use nom::{IResult, Parser};
 
 use super::charset::{self, Class};
 use super::error::{DecodeError, DecodeErrorKind as Kind, Element};
@@ -17,8 +15,8 @@ use super::spec::{BitmapEncoding, Encoding, FieldSpec, Pad, Spec};
 
 const FIRST_BIT: u64 = 1 << 63;
 
-/// Decodes one message (without framing) from `frame`. ASCII and binary field values
-/// are slices of `frame`, not copies.
+/// Decodes one message (without framing) from `frame`. The message keeps `frame`, and
+/// ASCII and binary field values are ranges of it, not copies.
 pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
     let mut cursor = Cursor { frame, rest: frame };
     let mti = read_mti(spec, &mut cursor)?;
@@ -32,11 +30,13 @@ pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
             Kind::UndefinedField,
         )));
     }
-    let mut message = Message::with_capacity(mti, present.fields.len(), spec.masking());
+    let mut message = Message::reading(mti, frame.clone(), present.fields.len(), spec.masking());
     let mut first_content_error = None;
+    // Every flagged field is defined (checked above).
     for field in present.fields.iter().filter_map(|n| spec.field(n)) {
         match read_field(field, &mut cursor) {
-            Ok(value) => message.push_ascending(field.number, value),
+            Ok(Value::Frame { start, end }) => message.push_frame_range(field.number, start, end),
+            Ok(Value::Converted(value)) => message.push_ascending(field.number, value.into()),
             Err(Fault::Content(e)) => {
                 first_content_error.get_or_insert(e);
             }
@@ -65,7 +65,7 @@ pub fn decode_slice(spec: &Spec, frame: &[u8]) -> Result<Message, DecodeError> {
 
 /// Position in the frame being decoded.
 struct Cursor<'a> {
-    frame: &'a Bytes,
+    frame: &'a [u8],
     rest: &'a [u8],
 }
 
@@ -75,14 +75,14 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes exactly `n` bytes, or fails with `Truncated` for `element`.
+    #[inline(always)]
     fn take(&mut self, n: usize, element: Element) -> Result<&'a [u8], DecodeError> {
-        let parsed: IResult<&[u8], &[u8]> = take(n).parse(self.rest);
-        match parsed {
-            Ok((rest, taken)) => {
+        match self.rest.split_at_checked(n) {
+            Some((taken, rest)) => {
                 self.rest = rest;
                 Ok(taken)
             }
-            Err(_) => Err(self.error(
+            None => Err(self.error(
                 element,
                 Kind::Truncated {
                     needed: n,
@@ -94,11 +94,6 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, element: Element, kind: Kind) -> DecodeError {
         DecodeError::new(element, self.offset(), kind)
-    }
-
-    /// A zero-copy `Bytes` for a slice of the frame.
-    fn share(&self, part: &[u8]) -> Bytes {
-        self.frame.slice_ref(part)
     }
 }
 
@@ -166,11 +161,46 @@ fn read_bitmap(spec: &Spec, cursor: &mut Cursor<'_>, which: u8) -> Result<u64, D
         BitmapEncoding::Hex => {
             let offset = cursor.offset();
             let text = cursor.take(16, element)?;
-            hex::decode_to_slice(text, &mut bytes)
-                .map_err(|_| DecodeError::new(element, offset, Kind::BadHex))?;
+            return hex_word(text).ok_or_else(|| DecodeError::new(element, offset, Kind::BadHex));
         }
     }
     Ok(u64::from_be_bytes(bytes))
+}
+
+/// The value of 16 hex digits (either case), `None` if any is not a hex digit.
+fn hex_word(text: &[u8]) -> Option<u64> {
+    let (word, bad) = text.iter().fold((0u64, 0u8), |(word, bad), &c| {
+        let nibble = HEX_VALUE[usize::from(c)];
+        (word << 4 | u64::from(nibble & 0x0F), bad | nibble)
+    });
+    (bad & NOT_HEX == 0).then_some(word)
+}
+
+/// Marks a byte that is not a hex digit in [`HEX_VALUE`].
+const NOT_HEX: u8 = 0x10;
+
+/// The value of each hex digit, [`NOT_HEX`] for every other byte.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'A' as usize + i] = 10 + i as u8;
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A field's value as read: a range of the frame when it is kept as it stood on the wire
+/// (ASCII, binary), or bytes of its own when converted (BCD, EBCDIC, hex).
+enum Value {
+    Frame { start: usize, end: usize },
+    Converted(Vec<u8>),
 }
 
 /// A field fault that stops the walk (the next field's position is unknown), or one
@@ -180,7 +210,7 @@ enum Fault {
     Content(DecodeError),
 }
 
-fn read_field(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<Bytes, Fault> {
+fn read_field(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<Value, Fault> {
     let element = Element::Field(field.number);
     let units = read_length(field, cursor).map_err(Fault::Structure)?;
     let start = cursor.offset();
@@ -188,34 +218,31 @@ fn read_field(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<Bytes, Fault
         .take(field.wire_len(units), element)
         .map_err(Fault::Structure)?;
     let bad = |index: usize, kind| Fault::Content(DecodeError::new(element, start + index, kind));
-    let value = match field.data {
-        Encoding::Ascii | Encoding::Binary => cursor.share(wire),
-        Encoding::Ebcdic => charset::ebcdic_to_ascii(wire)
-            .map_err(|i| bad(i, Kind::NotAscii))?
-            .into(),
-        Encoding::Bcd => unpack_numeric(field, wire, units)
-            .map_err(|i| bad(i, Kind::BadBcd))?
-            .into(),
-        Encoding::Hex if units % 2 == 1 => return Err(bad(0, Kind::BadHex)),
-        Encoding::Hex => hex::decode(wire).map_err(|_| bad(0, Kind::BadHex))?.into(),
+    let bad_character = |index: usize| {
+        let (class, length) = (field.class, units);
+        bad(index, Kind::BadCharacter { class, length })
     };
-    match field.class.first_invalid(&value) {
-        None => Ok(value),
-        Some(i) => {
-            let index = if field.data == Encoding::Bcd {
-                i / 2
-            } else {
-                i
+    let converted = match field.data {
+        // Kept as it stands on the wire: the common case, with no copy.
+        Encoding::Ascii | Encoding::Binary => {
+            return match field.class.first_invalid(wire) {
+                None => Ok(Value::Frame {
+                    start,
+                    end: start + wire.len(),
+                }),
+                Some(i) => Err(bad_character(i)),
             };
-            let class = field.class;
-            Err(bad(
-                index,
-                Kind::BadCharacter {
-                    class,
-                    length: units,
-                },
-            ))
         }
+        Encoding::Ebcdic => charset::ebcdic_to_ascii(wire).map_err(|i| bad(i, Kind::NotAscii))?,
+        Encoding::Bcd => unpack_numeric(field, wire, units).map_err(|i| bad(i, Kind::BadBcd))?,
+        Encoding::Hex if units % 2 == 1 => return Err(bad(0, Kind::BadHex)),
+        Encoding::Hex => hex::decode(wire).map_err(|_| bad(0, Kind::BadHex))?,
+    };
+    match field.class.first_invalid(&converted) {
+        None => Ok(Value::Converted(converted)),
+        // Two BCD digits share a byte.
+        Some(i) if field.data == Encoding::Bcd => Err(bad_character(i / 2)),
+        Some(i) => Err(bad_character(i)),
     }
 }
 

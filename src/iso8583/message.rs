@@ -1,8 +1,11 @@
 //! The in-memory message: an MTI plus the values of the fields present, kept in field
 //! order beside a 192-bit presence set, so a lookup is a population count rather than a
-//! search and a decoded message costs one allocation. Values are `bytes::Bytes`: a
-//! field decoded from an ASCII frame is a slice of that frame, not a copy. A message
-//! knows nothing of wire encodings; text values are ASCII, binary values raw bytes.
+//! search and a decoded message costs one allocation. A decoded message holds its frame
+//! once (one `bytes::Bytes`) and a field read as it stood on the wire (ASCII text,
+//! binary) is a range of it: no copy and no reference count per field. Other values
+//! (set in code, or converted from BCD, EBCDIC or hex) are `Bytes` of their own. A
+//! message knows nothing of wire encodings; text values are ASCII, binary values raw
+//! bytes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -166,17 +169,18 @@ impl FieldSet {
 
     /// The members in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
-        self.0.iter().enumerate().flat_map(|(word, &bits)| {
-            let mut rest = bits;
-            std::iter::from_fn(move || {
-                if rest == 0 {
-                    return None;
+        let (mut rest, mut word) = (self.0, 0);
+        std::iter::from_fn(move || {
+            while let Some(bits) = rest.get_mut(word) {
+                if *bits != 0 {
+                    let zeros = bits.leading_zeros();
+                    *bits &= !(1u64 << (63 - zeros));
+                    // At most 3 * 64 = 192: fits a u8.
+                    return Some((word * 64) as u8 + zeros as u8 + 1);
                 }
-                let zeros = rest.leading_zeros();
-                rest &= !(1u64 << (63 - zeros));
-                // At most 3 * 64 = 192: fits a u8.
-                Some((word * 64) as u8 + zeros as u8 + 1)
-            })
+                word += 1;
+            }
+            None
         })
     }
 }
@@ -212,8 +216,19 @@ impl Default for Masking {
 pub struct Message {
     mti: Mti,
     present: FieldSet,
-    values: Vec<Bytes>,
+    /// The frame a decoded message was read from (empty for one built in code).
+    frame: Bytes,
+    values: Vec<Value>,
     masking: Masking,
+}
+
+/// Where a field's value is kept.
+#[derive(Clone)]
+enum Value {
+    /// Bytes `start..end` of the message's frame, checked in range when decoded.
+    Frame { start: usize, end: usize },
+    /// A value of its own.
+    Owned(Bytes),
 }
 
 impl Message {
@@ -224,9 +239,15 @@ impl Message {
 
     /// An empty message with room for `fields` values and the given masking.
     pub fn with_capacity(mti: Mti, fields: usize, masking: Masking) -> Message {
+        Message::reading(mti, Bytes::new(), fields, masking)
+    }
+
+    /// An empty message whose values will be read from `frame` (the decoder's start).
+    pub(crate) fn reading(mti: Mti, frame: Bytes, fields: usize, masking: Masking) -> Message {
         Message {
             mti,
             present: FieldSet::new(),
+            frame,
             values: Vec::with_capacity(fields),
             masking,
         }
@@ -243,16 +264,42 @@ impl Message {
     }
 
     /// The value of field `number`.
-    pub fn get(&self, number: u8) -> Option<&Bytes> {
+    pub fn get(&self, number: u8) -> Option<&[u8]> {
+        self.value(number).map(|value| self.bytes_of(value))
+    }
+
+    /// The value of field `number` as `Bytes` of its own, sharing the frame of a decoded
+    /// message rather than copying it (to keep a value beyond the message, or to put it
+    /// into another message).
+    pub fn get_bytes(&self, number: u8) -> Option<Bytes> {
+        self.value(number).map(|value| self.share(value))
+    }
+
+    /// The value of a text field as `&str` (`None` if absent or not UTF-8).
+    pub fn text(&self, number: u8) -> Option<&str> {
+        std::str::from_utf8(self.get(number)?).ok()
+    }
+
+    fn value(&self, number: u8) -> Option<&Value> {
         if !self.present.contains(number) {
             return None;
         }
         self.values.get(self.present.rank(number))
     }
 
-    /// The value of a text field as `&str` (`None` if absent or not UTF-8).
-    pub fn text(&self, number: u8) -> Option<&str> {
-        std::str::from_utf8(self.get(number)?).ok()
+    fn bytes_of<'a>(&'a self, value: &'a Value) -> &'a [u8] {
+        match value {
+            // The decoder pushes only ranges it took from this frame.
+            Value::Frame { start, end } => self.frame.get(*start..*end).unwrap_or_default(),
+            Value::Owned(bytes) => bytes,
+        }
+    }
+
+    fn share(&self, value: &Value) -> Bytes {
+        match value {
+            Value::Frame { start, end } => self.frame.slice(*start..*end),
+            Value::Owned(bytes) => bytes.clone(),
+        }
     }
 
     /// Sets field `number` (2 to 192), replacing any earlier value.
@@ -265,7 +312,7 @@ impl Message {
             "field number {number} outside 2-{MAX_FIELD}"
         );
         let index = self.present.rank(number);
-        let value = value.into();
+        let value = Value::Owned(value.into());
         if self.present.contains(number) {
             self.values[index] = value;
         } else {
@@ -276,6 +323,19 @@ impl Message {
 
     /// Appends a field above every field present (the decoder's fast path).
     pub(crate) fn push_ascending(&mut self, number: u8, value: Bytes) {
+        self.push(number, Value::Owned(value));
+    }
+
+    /// Appends a field above every field present whose value is bytes `start..end` of
+    /// the frame given to [`Message::reading`].
+    #[inline(always)]
+    pub(crate) fn push_frame_range(&mut self, number: u8, start: usize, end: usize) {
+        debug_assert!(start <= end && end <= self.frame.len());
+        self.push(number, Value::Frame { start, end });
+    }
+
+    #[inline(always)]
+    fn push(&mut self, number: u8, value: Value) {
         debug_assert!(self.present.iter().all(|n| n < number));
         self.present.insert(number);
         self.values.push(value);
@@ -288,12 +348,15 @@ impl Message {
         }
         let index = self.present.rank(number);
         self.present.remove(number);
-        Some(self.values.remove(index))
+        let value = self.values.remove(index);
+        Some(self.share(&value))
     }
 
     /// The fields present, in ascending order.
-    pub fn fields(&self) -> impl Iterator<Item = (u8, &Bytes)> {
-        self.present.iter().zip(self.values.iter())
+    pub fn fields(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.present
+            .iter()
+            .zip(self.values.iter().map(|value| self.bytes_of(value)))
     }
 
     /// The set of fields present.
@@ -323,9 +386,15 @@ impl Message {
 }
 
 impl PartialEq for Message {
-    /// Messages are equal when type and field values are; masking is presentation.
+    /// Messages are equal when type and field values are; masking is presentation, and
+    /// whether a value is kept in the frame or on its own does not matter.
     fn eq(&self, other: &Message) -> bool {
-        self.mti == other.mti && self.present == other.present && self.values == other.values
+        self.mti == other.mti
+            && self.present == other.present
+            && self
+                .fields()
+                .map(|(_, v)| v)
+                .eq(other.fields().map(|(_, v)| v))
     }
 }
 

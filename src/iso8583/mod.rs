@@ -1,5 +1,5 @@
 //! The ISO 8583 wire format alone: [`Message`] and [`Mti`], field [`Spec`]s loaded from
-//! TOML data, the spec-driven nom [`decode`]r and the [`encode`]r, the JSON form used
+//! TOML data, the spec-driven [`decode`]r and the [`encode`]r, the JSON form used
 //! by the command line, and masking of account numbers and secrets. No sockets, no
 //! files but spec files, no async: everything above builds on this.
 

@@ -657,7 +657,7 @@ impl Evaluation {
 /// The masked summary of a request the exception log shows.
 pub fn summarize(message: &Message, link: &Link) -> Summary {
     let text = |n| message.text(n).map(str::trim).unwrap_or("").to_owned();
-    let masked = |n| message.get(n).map(|v| mask_pan(v)).unwrap_or_default();
+    let masked = |n| message.get(n).map(mask_pan).unwrap_or_default();
     Summary {
         pan: masked(2),
         account_2: masked(103),

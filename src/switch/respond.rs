@@ -27,8 +27,8 @@ pub fn response(
     };
     let mut answer = Message::with_capacity(mti, echoed.len() + 3, request.masking());
     for &number in echoed {
-        if let Some(value) = request.get(number) {
-            answer.set(number, value.clone());
+        if let Some(value) = request.get_bytes(number) {
+            answer.set(number, value);
         }
     }
     answer.set(39, code.as_str());
