@@ -169,32 +169,35 @@ fn read_bitmap(spec: &Spec, cursor: &mut Cursor<'_>, which: u8) -> Result<u64, D
 
 /// The value of 16 hex digits (either case), `None` if any is not a hex digit.
 fn hex_word(text: &[u8]) -> Option<u64> {
-    let (word, bad) = text.iter().fold((0u64, 0u8), |(word, bad), &c| {
-        let nibble = HEX_VALUE[usize::from(c)];
-        (word << 4 | u64::from(nibble & 0x0F), bad | nibble)
-    });
-    (bad & NOT_HEX == 0).then_some(word)
+    let (high, low) = text.split_at_checked(8)?;
+    Some(u64::from(hex_half(high)?) << 32 | u64::from(hex_half(low)?))
 }
 
-/// Marks a byte that is not a hex digit in [`HEX_VALUE`].
-const NOT_HEX: u8 = 0x10;
-
-/// The value of each hex digit, [`NOT_HEX`] for every other byte.
-static HEX_VALUE: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
+/// The value of eight hex digits, all tested and converted at once in a `u64` (as the
+/// class checks do); `None` unless `digits` is eight hex digits.
+fn hex_half(digits: &[u8]) -> Option<u32> {
+    const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = LOW_BITS * 0x80;
+    let splat = |b: u8| u64::from(b) * LOW_BITS;
+    // The high bit of each byte is set where that byte lies in `low..=high`: with the
+    // high bits cleared, the adds cannot carry from one byte into the next.
+    let within = |word: u64, low: u8, high: u8| {
+        let seven = word & !HIGH_BITS;
+        (seven + splat(0x80 - low)) & !(seven + splat(0x7F - high)) & !word & HIGH_BITS
+    };
+    // The first digit in the most significant byte.
+    let word = u64::from_be_bytes(digits.try_into().ok()?);
+    let valid = within(word, b'0', b'9') | within(word | splat(0x20), b'a', b'f');
+    if valid != HIGH_BITS {
+        return None;
     }
-    let mut i = 0;
-    while i < 6 {
-        table[b'A' as usize + i] = 10 + i as u8;
-        table[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
+    // '0'-'9' give their low nibble; 'A'-'F' and 'a'-'f' (bit 6 set) 1-6, plus 9.
+    let nibbles = (word & splat(0x0F)) + (word >> 6 & LOW_BITS) * 9;
+    // Squeeze adjacent nibbles, then bytes, then pairs of bytes, together.
+    let bytes = (nibbles | nibbles >> 4) & 0x00FF_00FF_00FF_00FF;
+    let pairs = (bytes | bytes >> 8) & 0x0000_FFFF_0000_FFFF;
+    Some((pairs | pairs >> 16) as u32)
+}
 
 /// A field's value as read: a range of the frame when it is kept as it stood on the wire
 /// (ASCII, binary), or bytes of its own when converted (BCD, EBCDIC, hex).
@@ -299,5 +302,27 @@ fn unpack_numeric(field: &FieldSpec, wire: &[u8], units: usize) -> Result<Vec<u8
             Ok(value)
         }
         (class, _) => charset::unpack_bcd(wire, units, right_pad, class == Class::Z),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_words_agree_with_the_hex_crate() {
+        let digits = *b"0123456789ABCDEF";
+        for at in 0..16 {
+            for b in 0..=255u8 {
+                let mut text = digits;
+                text[at] = b;
+                let expected = hex::decode(text)
+                    .ok()
+                    .map(|bytes| u64::from_be_bytes(bytes.try_into().expect("eight bytes")));
+                assert_eq!(hex_word(&text), expected, "{at} {b:#04x}");
+            }
+        }
+        assert_eq!(hex_word(b"fedcba9876543210"), Some(0xFEDC_BA98_7654_3210));
+        assert_eq!(hex_word(b"0123"), None);
     }
 }
