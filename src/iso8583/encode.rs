@@ -77,6 +77,7 @@ fn write_bitmaps(spec: &Spec, message: &Message, out: &mut BytesMut) -> Result<(
     Ok(())
 }
 
+#[inline]
 fn write_field(field: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
     let number = field.number;
     let units = field.units(value.len());
@@ -112,11 +113,14 @@ fn write_field(field: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result<()
     if field.length != LengthType::Fixed {
         write_length(field, units, out);
     }
-    if fill == 0 {
-        write_value(field, value, out);
+    let short;
+    let value = if fill == 0 {
+        value
     } else {
-        write_value(field, &filled(field, value, fill), out);
-    }
+        short = filled(field, value, fill);
+        &short
+    };
+    write_value(field, value, out);
     Ok(())
 }
 
@@ -147,7 +151,17 @@ fn write_length(field: &FieldSpec, units: usize, out: &mut BytesMut) {
     write_text(encoding, &text[..digits], Pad::Left, out);
 }
 
+#[inline(always)]
 fn write_value(field: &FieldSpec, value: &[u8], out: &mut BytesMut) {
+    match field.data {
+        // Written as it stands: the common case, kept free of the conversions.
+        Encoding::Ascii | Encoding::Binary => out.put_slice(value),
+        _ => write_converted(field, value, out),
+    }
+}
+
+#[inline(never)]
+fn write_converted(field: &FieldSpec, value: &[u8], out: &mut BytesMut) {
     match (field.data, field.class, value.split_first()) {
         (Encoding::Bcd, Class::Xn, Some((&sign, digits))) => {
             out.put_u8(sign);
