@@ -18,7 +18,7 @@ const FIRST_BIT: u64 = 1 << 63;
 /// Decodes one message (without framing) from `frame`. The message keeps `frame`, and
 /// ASCII and binary field values are ranges of it, not copies.
 pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
-    let mut cursor = Cursor { frame, rest: frame };
+    let mut cursor = Cursor { frame, at: 0 };
     let mti = read_mti(spec, &mut cursor)?;
     let empty = |e: DecodeError| e.with_partial(Message::new(mti));
     let present = read_bitmaps(spec, &mut cursor).map_err(empty)?;
@@ -46,8 +46,8 @@ pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
     if let Some(e) = first_content_error {
         return Err(e.with_partial(message));
     }
-    if !cursor.rest.is_empty() {
-        let count = cursor.rest.len();
+    let count = cursor.remaining();
+    if count > 0 {
         let trailing = DecodeError::new(
             Element::Message,
             cursor.offset(),
@@ -66,30 +66,36 @@ pub fn decode_slice(spec: &Spec, frame: &[u8]) -> Result<Message, DecodeError> {
 /// Position in the frame being decoded.
 struct Cursor<'a> {
     frame: &'a [u8],
-    rest: &'a [u8],
+    at: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn offset(&self) -> usize {
-        self.frame.len() - self.rest.len()
+        self.at
+    }
+
+    fn remaining(&self) -> usize {
+        self.frame.len().saturating_sub(self.at)
     }
 
     /// Takes exactly `n` bytes, or fails with `Truncated` for `element`.
     #[inline(always)]
     fn take(&mut self, n: usize, element: Element) -> Result<&'a [u8], DecodeError> {
-        match self.rest.split_at_checked(n) {
-            Some((taken, rest)) => {
-                self.rest = rest;
+        let end = self.at.saturating_add(n);
+        match self.frame.get(self.at..end) {
+            Some(taken) => {
+                self.at = end;
                 Ok(taken)
             }
-            None => Err(self.error(
-                element,
-                Kind::Truncated {
-                    needed: n,
-                    available: self.rest.len(),
-                },
-            )),
+            None => Err(self.truncated(n, element)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, needed: usize, element: Element) -> DecodeError {
+        let available = self.remaining();
+        self.error(element, Kind::Truncated { needed, available })
     }
 
     fn error(&self, element: Element, kind: Kind) -> DecodeError {
@@ -220,33 +226,54 @@ fn read_field(field: &FieldSpec, cursor: &mut Cursor<'_>) -> Result<Value, Fault
     let wire = cursor
         .take(field.wire_len(units), element)
         .map_err(Fault::Structure)?;
-    let bad = |index: usize, kind| Fault::Content(DecodeError::new(element, start + index, kind));
-    let bad_character = |index: usize| {
-        let (class, length) = (field.class, units);
-        bad(index, Kind::BadCharacter { class, length })
-    };
-    let converted = match field.data {
+    match field.data {
         // Kept as it stands on the wire: the common case, with no copy.
-        Encoding::Ascii | Encoding::Binary => {
-            return match field.class.first_invalid(wire) {
-                None => Ok(Value::Frame {
-                    start,
-                    end: start + wire.len(),
-                }),
-                Some(i) => Err(bad_character(i)),
-            };
-        }
+        Encoding::Ascii | Encoding::Binary => match field.class.first_invalid(wire) {
+            None => Ok(Value::Frame {
+                start,
+                end: start + wire.len(),
+            }),
+            Some(i) => Err(bad_character(field, units, start + i)),
+        },
+        _ => read_converted(field, wire, units, start),
+    }
+}
+
+/// A field's value converted from BCD, EBCDIC or hex (out of the common path).
+#[inline(never)]
+fn read_converted(
+    field: &FieldSpec,
+    wire: &[u8],
+    units: usize,
+    start: usize,
+) -> Result<Value, Fault> {
+    let element = Element::Field(field.number);
+    let bad = |index: usize, kind| Fault::Content(DecodeError::new(element, start + index, kind));
+    let converted = match field.data {
         Encoding::Ebcdic => charset::ebcdic_to_ascii(wire).map_err(|i| bad(i, Kind::NotAscii))?,
         Encoding::Bcd => unpack_numeric(field, wire, units).map_err(|i| bad(i, Kind::BadBcd))?,
         Encoding::Hex if units % 2 == 1 => return Err(bad(0, Kind::BadHex)),
         Encoding::Hex => hex::decode(wire).map_err(|_| bad(0, Kind::BadHex))?,
+        // Not reached: `read_field` keeps these as ranges of the frame.
+        Encoding::Ascii | Encoding::Binary => wire.to_vec(),
     };
     match field.class.first_invalid(&converted) {
         None => Ok(Value::Converted(converted)),
         // Two BCD digits share a byte.
-        Some(i) if field.data == Encoding::Bcd => Err(bad_character(i / 2)),
-        Some(i) => Err(bad_character(i)),
+        Some(i) if field.data == Encoding::Bcd => Err(bad_character(field, units, start + i / 2)),
+        Some(i) => Err(bad_character(field, units, start + i)),
     }
+}
+
+/// A character outside the field's class at `offset`.
+#[cold]
+#[inline(never)]
+fn bad_character(field: &FieldSpec, length: usize, offset: usize) -> Fault {
+    let kind = Kind::BadCharacter {
+        class: field.class,
+        length,
+    };
+    Fault::Content(DecodeError::new(Element::Field(field.number), offset, kind))
 }
 
 /// Reads a field's length in its units: the spec's for fixed fields, the prefix's
