@@ -83,32 +83,32 @@ fn write_field(field: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result<()
     let units = field.units(value.len());
     if units > field.max {
         let (length, max) = (units, field.max);
-        return Err(EncodeError::TooLong {
+        return Err(cold(|| EncodeError::TooLong {
             field: number,
             length,
             max,
-        });
+        }));
     }
     let fill = match field.length {
         LengthType::Fixed if units < field.max => match field.filler() {
             Some(_) => field.max - units,
             None => {
                 let (length, expected) = (units, field.max);
-                return Err(EncodeError::WrongLength {
+                return Err(cold(|| EncodeError::WrongLength {
                     field: number,
                     length,
                     expected,
-                });
+                }));
             }
         },
         _ => 0,
     };
     if let Some(index) = field.class.first_invalid(value) {
-        return Err(EncodeError::BadCharacter {
+        return Err(cold(|| EncodeError::BadCharacter {
             field: number,
             class: field.class,
             index,
-        });
+        }));
     }
     if field.length != LengthType::Fixed {
         write_length(field, units, out);
@@ -122,6 +122,14 @@ fn write_field(field: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result<()
     };
     write_value(field, value, out);
     Ok(())
+}
+
+/// Builds an error away from the field loop: the closure's code lands in this cold
+/// function, not in the loop that would have to keep registers free for it.
+#[cold]
+#[inline(never)]
+fn cold(error: impl FnOnce() -> EncodeError) -> EncodeError {
+    error()
 }
 
 /// A short fixed value with its filler on the padding side.
