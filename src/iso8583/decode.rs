@@ -1,5 +1,5 @@
-//! The spec-driven decoder: a cursor over the frame reads the MTI, bitmaps, length
-//! prefixes and field bodies as a [`Spec`] describes them. It recognises the whole
+//! The spec-driven decoder: a cursor over the frame takes the MTI, bitmaps, length
+//! prefixes and field bodies with nom as a [`Spec`] describes them. It recognises the whole
 //! message before returning it: every bitmap bit must name a defined field, every length
 //! is checked against the spec's maximum before a byte is taken (so no allocation follows an untrusted length),
 //! and no byte may remain at the end. A field whose length is known but whose content is
@@ -7,6 +7,8 @@
 //! for a `30` response.
 
 use bytes::Bytes;
+use nom::bytes::take;
+use nom::{IResult, Parser};
 
 use super::charset::{self, Class};
 use super::error::{DecodeError, DecodeErrorKind as Kind, Element};
@@ -78,16 +80,20 @@ impl<'a> Cursor<'a> {
         self.frame.len().saturating_sub(self.at)
     }
 
-    /// Takes exactly `n` bytes, or fails with `Truncated` for `element`.
+    /// Takes exactly `n` bytes with nom's `take`, or fails with `Truncated` for
+    /// `element`. nom's unit error keeps the success path free of error bookkeeping:
+    /// the error this decoder reports (element, offset, what was wrong) is built only
+    /// on failure.
     #[inline(always)]
     fn take(&mut self, n: usize, element: Element) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.saturating_add(n);
-        match self.frame.get(self.at..end) {
-            Some(taken) => {
-                self.at = end;
+        let rest = self.frame.get(self.at..).unwrap_or_default();
+        let parsed: IResult<&'a [u8], &'a [u8], ()> = take(n).parse_complete(rest);
+        match parsed {
+            Ok((_, taken)) => {
+                self.at += taken.len();
                 Ok(taken)
             }
-            None => Err(self.truncated(n, element)),
+            Err(_) => Err(self.truncated(n, element)),
         }
     }
 
