@@ -83,7 +83,6 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("indexer".into())
         .spawn(move || {
-            yield_to_sessions();
             while let Ok(first) = batches.recv() {
                 // Batches arriving within the coalescing window join this sled batch:
                 // fewer, larger batches share the position and counter writes, add up
@@ -116,20 +115,6 @@ pub fn spawn(
             store.flush()?;
             Ok(())
         })
-}
-
-/// Lowers this thread's priority (nice 10 on Linux): on a busy machine the sessions
-/// answering acquirers come first. The index may lag behind the journal for a while;
-/// the decider remembers every decision the index does not have yet.
-fn yield_to_sessions() {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    // 22 of 0-99 maps to niceness 10 of -20..19.
-    let Ok(value) = ThreadPriorityValue::try_from(22u8) else {
-        return;
-    };
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
-        tracing::debug!("indexer priority unchanged: {e:?}");
-    }
 }
 
 fn parse_all(batch: &[journal::Record]) -> Result<Vec<(u64, Record)>, IndexError> {
