@@ -68,8 +68,10 @@ pub fn replay(
 /// Most records applied in one sled batch.
 const MAX_APPLY: usize = 4096;
 
-/// How long the indexer gathers durable batches before applying them to sled.
-const COALESCE: Duration = Duration::from_millis(50);
+/// How long the indexer gathers durable batches before applying them to sled. 50 ms
+/// gave more throughput at saturation (11,100-11,500 approved/s against 9,450) but a
+/// p90 of 16 ms instead of 7-8 ms at 5,000/s: its bursts of sled work hold a core.
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// Starts the indexing thread over the journal's durable batches. It stops when the
 /// journal closes (the sender is dropped) or on the first error, which it returns.
