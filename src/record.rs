@@ -104,6 +104,9 @@ pub struct Decision {
     /// Why a reviewer should see this although it was not declined (the exception log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A late original declined because of a reversal remembered by reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_for: Option<EarlyUsed>,
 }
 
 impl Decision {
@@ -132,6 +135,7 @@ impl Decision {
             reversal: None,
             touches: None,
             note: None,
+            late_for: None,
         }
     }
 }
@@ -193,6 +197,30 @@ pub struct Reversal {
     pub reversed: u64,
     /// The effect.
     pub effect: ReversalEffect,
+    /// For `not_found`: the reversal remembered by retrieval reference as well, since
+    /// its late original may carry another STAN than the reversal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early: Option<Early>,
+}
+
+/// A reversal whose original has not arrived, as a late original is recognised by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Early {
+    /// Acquirer id, DE41 and DE37 (see `store::reference_id`).
+    pub reference: String,
+    /// The prepaid account.
+    pub account: String,
+    /// DE4, minor units.
+    pub amount: u64,
+}
+
+/// An early reversal that a late original used up (it is declined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyUsed {
+    /// The reference it was remembered by.
+    pub reference: String,
+    /// The reversal's key.
+    pub reversal: TransactionKey,
 }
 
 /// The effect of a reversal.

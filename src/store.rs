@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{
-    Credit, Decision, Delivery, Expiry, Owed, Record, Resubmission, ReversalAdvice, ReversalEffect,
-    Touched, UsageChange,
+    Credit, Decision, Delivery, Early, Expiry, Owed, Record, Resubmission, ReversalAdvice,
+    ReversalEffect, Touched, UsageChange,
 };
 use crate::switch::accounts::{Account, Location};
 use crate::switch::codes::{Decline, ResponseCode};
@@ -346,6 +346,23 @@ impl Store {
         Ok(keys)
     }
 
+    /// Reversals remembered by reference whose original has not arrived, with their keys.
+    pub fn early_reversals(&self) -> Result<Vec<(TransactionKey, Early)>, StoreError> {
+        self.db
+            .scan_prefix(b"e/")
+            .map(|entry| {
+                let (k, v) = entry?;
+                let early: Early = parse(&k, &v)?;
+                let at = k
+                    .iter()
+                    .rposition(|&b| b == 0x1F)
+                    .map_or(k.len(), |i| i + 1);
+                let key = String::from_utf8_lossy(&k[at..]).into_owned();
+                Ok((TransactionKey(key), early))
+            })
+            .collect()
+    }
+
     /// The exception queue, oldest first.
     pub fn queue(&self) -> Result<Vec<QueueItem>, StoreError> {
         self.scan(b"q/")
@@ -469,8 +486,14 @@ impl<'a> BatchBuilder<'a> {
         if let Some(change) = &decision.usage {
             self.adjust_usage(change)?;
         }
-        if let Some(effect) = decision.reversal.as_ref().map(|r| &r.effect) {
-            self.reversal(effect);
+        if let Some(reversal) = &decision.reversal {
+            self.reversal(&reversal.effect);
+            if let Some(early) = &reversal.early {
+                self.put_raw(early_key(&early.reference, &decision.key), json(early));
+            }
+        }
+        if let Some(used) = &decision.late_for {
+            self.delete(early_key(&used.reference, &used.reversal));
         }
         if let Some(owed) = &decision.owed {
             self.enqueue(seq, decision, owed);
@@ -634,6 +657,10 @@ impl<'a> BatchBuilder<'a> {
         Ok(())
     }
 
+    fn put_raw(&mut self, k: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(k, Some(value));
+    }
+
     fn put(&mut self, prefix: &str, id: &str, value: &impl Serialize) {
         self.writes.insert(key(prefix, id), Some(json(value)));
     }
@@ -676,6 +703,14 @@ fn reference_prefix(reference: &str) -> Vec<u8> {
 /// The index id of a retrieval reference: acquirer id, terminal (DE41) and DE37.
 pub fn reference_id(acquirer: &str, terminal: &str, rrn: &str) -> String {
     format!("{acquirer}|{terminal}|{rrn}")
+}
+
+/// The index key of an early reversal: its reference, then its own key.
+fn early_key(reference: &str, reversal: &TransactionKey) -> Vec<u8> {
+    let mut k = key("e/", reference);
+    k.push(0x1F);
+    k.extend_from_slice(reversal.as_bytes());
+    k
 }
 
 fn outbox_slot(credit: &Credit) -> String {

@@ -792,3 +792,23 @@ async fn odd_reversals_and_completions_change_nothing_they_should_not() {
     assert_eq!(rig.engine.balance("2065550109"), 0);
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_reversal_without_de90_stops_its_original_by_reference() {
+    let mut rig = Rig::start(HIGH_LIMITS).await;
+    // The reversal carries its own STAN and DE7 and no DE90: only DE37 + DE41, the
+    // account and the amount tie it to its original.
+    let original = credit(600, 2500, ACTIVE);
+    let mut reversal = reversal_of(&original, 601, "0420");
+    reversal.remove(90);
+    assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    let config = rig.stop().await;
+    rig.restart(config).await;
+    let late = rig.exchange(&original).await;
+    assert_eq!(code(&late), "12", "remembered across a restart");
+    // Another transaction with another reference is not affected.
+    assert_eq!(code(&rig.exchange(&credit(602, 2500, ACTIVE)).await), "00");
+    rig.balance_becomes("2065550101", 2500).await;
+    assert_eq!(rig.ledger().len(), 1, "{:?}", rig.ledger());
+    rig.stop().await;
+}

@@ -21,13 +21,14 @@ use super::advise::owe;
 use super::classify::{Kind, classify};
 use super::codes::{Decline, ResponseCode};
 use super::confirmation::ConfirmationNumbers;
-use super::key::{TransactionKey, fingerprint};
+use super::key::{TransactionKey, acquirer_of, fingerprint};
 use super::validate::{self, Facts, Replenishment, Rules, Usage};
 use crate::engine::unsent::Unsent;
 use crate::iso8583::{Message, mask_pan};
 use crate::journal::{Journal, JournalError};
 use crate::record::{
-    Approval, Credit, Decision, Hold, Record, Rejection, ReversalEffect, Summary, UsageChange,
+    Approval, Credit, Decision, Early, EarlyUsed, Hold, Record, Rejection, ReversalEffect, Summary,
+    UsageChange,
 };
 use crate::store::{
     MAX_PER_REFERENCE, Standing, Store, StoreError, TransactionEntry, reference_id,
@@ -128,6 +129,8 @@ pub(super) struct State {
     usage: HashMap<(String, String), Usage>,
     /// Authorizations whose hold is open.
     pub(super) holds: HashMap<TransactionKey, TransactionEntry>,
+    /// Reversals without an original, by retrieval reference, with their keys.
+    early: HashMap<String, Vec<(TransactionKey, Early)>>,
     /// The last confirmation counter issued.
     counter: u64,
     decisions: u64,
@@ -184,6 +187,10 @@ impl Decider {
     pub fn new(parts: Parts) -> Result<Decider, SwitchError> {
         let counter = parts.store.last_counter()?;
         let holds = parts.store.holds()?.into_iter().collect();
+        let mut early: HashMap<String, Vec<(TransactionKey, Early)>> = HashMap::new();
+        for (key, remembered) in parts.store.early_reversals()? {
+            (early.entry(remembered.reference.clone()).or_default()).push((key, remembered));
+        }
         Ok(Decider {
             journal: parts.journal,
             store: parts.store,
@@ -199,6 +206,7 @@ impl Decider {
                 references: HashMap::new(),
                 usage: HashMap::new(),
                 holds,
+                early,
                 counter,
                 decisions: 0,
             }),
@@ -277,9 +285,20 @@ impl Decider {
         let mut draft = self.draft(message, link, key.clone(), print.clone());
         let advice = matches!(kind, Kind::FinancialAdvice | Kind::AuthorizationAdvice);
         match self.earlier(&state, &key)? {
+            None if kind != Kind::Reversal => {
+                if let Some(used) = early_reversal(&state, message, link) {
+                    draft.decline(Decline::ReversedBeforeArrival, None);
+                    if advice {
+                        draft.decision.code = ResponseCode::Approved;
+                    }
+                    draft.decision.late_for = Some(used);
+                    return self.commit(&mut state, draft);
+                }
+            }
             None => {}
             Some(earlier) if earlier.standing == Standing::ReversedBeforeArrival => {
                 draft.decline(Decline::ReversedBeforeArrival, None);
+                draft.decision.late_for = early_reversal(&state, message, link);
                 if advice {
                     // An advice is acknowledged all the same; nothing is credited.
                     draft.decision.code = ResponseCode::Approved;
@@ -361,6 +380,15 @@ impl Decider {
             decision.reversal.as_ref().map(|r| &r.effect)
         {
             self.unsent.journaled(confirmation, seq);
+        }
+        if let Some(early) = decision.reversal.as_ref().and_then(|r| r.early.as_ref()) {
+            let remembered = (decision.key.clone(), early.clone());
+            (state.early.entry(early.reference.clone()).or_default()).push(remembered);
+        }
+        if let Some(used) = &decision.late_for {
+            if let Some(list) = state.early.get_mut(&used.reference) {
+                list.retain(|(k, _)| *k != used.reversal);
+            }
         }
         if let Some(touched) = &decision.touches {
             self.remember_touched(state, seq, &touched.key, &touched.entry);
@@ -616,6 +644,25 @@ impl Draft {
             credit,
         });
     }
+}
+
+/// A reversal remembered by reference that `message` is the late original of: same
+/// reference (acquirer, DE41, DE37), account and amount.
+fn early_reversal(state: &State, message: &Message, link: &Link) -> Option<EarlyUsed> {
+    let rrn = message.text(37).map(str::trim).filter(|r| !r.is_empty())?;
+    let terminal = message.text(41).map(str::trim).unwrap_or("");
+    let reference = reference_id(acquirer_of(message, &link.acquirer_id), terminal, rrn);
+    let account = validate::account_of(message);
+    let amount = validate::amount_of(message)?;
+    let (reversal, _) = state
+        .early
+        .get(&reference)?
+        .iter()
+        .find(|(_, e)| e.account == account && e.amount == amount)?;
+    Some(EarlyUsed {
+        reference,
+        reversal: reversal.clone(),
+    })
 }
 
 /// The answer to a repeat: the earlier decision's, with no new effect.

@@ -14,7 +14,7 @@ use super::decide::{Decider, Draft, Link, State, SwitchError};
 use super::key::{TransactionKey, acquirer_of};
 use super::validate;
 use crate::iso8583::{Message, Mti};
-use crate::record::{Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange};
+use crate::record::{Early, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange};
 use crate::store::{Standing, TransactionEntry, reference_id};
 
 use super::advise::signed;
@@ -54,6 +54,7 @@ impl Decider {
                     original: Some(key.clone()),
                     reversed,
                     effect,
+                    early: None,
                 });
                 decision.touches = Some(Touched { key, entry });
             }
@@ -64,6 +65,7 @@ impl Decider {
                     original: Some(key.clone()),
                     reversed: 0,
                     effect: ReversalEffect::Ignored,
+                    early: None,
                 });
                 decision.touches = ignored.touched.map(|entry| Touched { key, entry });
             }
@@ -90,6 +92,7 @@ impl Decider {
             original: Some(guess.clone()),
             reversed: 0,
             effect: ReversalEffect::NotFound,
+            early: early_of(message, link),
         });
         decision.touches = Some(Touched {
             key: guess,
@@ -260,6 +263,21 @@ impl Decider {
             },
         ))
     }
+}
+
+/// How a late original of `reversal` is recognised when its key differs: retrieval
+/// reference, account and amount (none without DE37 or a valid amount).
+pub fn early_of(reversal: &Message, link: &Link) -> Option<Early> {
+    let text = |n| reversal.text(n).map(str::trim).unwrap_or("");
+    let rrn = text(37);
+    if rrn.is_empty() {
+        return None;
+    }
+    Some(Early {
+        reference: reference_id(acquirer_of(reversal, &link.acquirer_id), text(41), rrn),
+        account: validate::account_of(reversal).to_owned(),
+        amount: validate::amount_of(reversal)?,
+    })
 }
 
 /// The original's key from DE90: original MTI (4), STAN (6), DE7 (10), acquirer id
