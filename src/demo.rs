@@ -2,8 +2,9 @@
 //! default engine ports, the switch on the embedded default config (with a scratch data
 //! directory) loaded with the sample accounts and locations, sends a batch of `0200`
 //! replenishments across every sample account — so some are declined, each for its
-//! reason — waits until the engine has acknowledged every approved credit, and reports
-//! what happened: answers by response code, credits in the engine's ledger, balances.
+//! reason — then reverses one approval in ten with a `0420`, waits until the engine has
+//! acknowledged every approved credit and every reversal advice, and reports what
+//! happened: answers by response code, credits and reversals in the engine's ledger.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +42,12 @@ pub struct Summary {
     pub credited_twice: usize,
     /// Total credited, minor units.
     pub amount: u64,
+    /// Approvals reversed with a `0420` answered `00`.
+    pub reversed: Vec<String>,
+    /// Reversals in the engine's ledger.
+    pub reversals_applied: usize,
+    /// Total reversed at the engine, minor units.
+    pub reversed_amount: u64,
     /// From the first request to the last engine ack.
     pub elapsed: Duration,
     /// The data directory and ledger, when kept.
@@ -126,6 +133,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let codec = FrameCodec::new(acquirer.framing);
     let mut codes = BTreeMap::new();
     let mut approved = Vec::new();
+    let mut to_reverse = Vec::new();
     for n in 0..requests {
         let request = demo_request(&template, &accounts, n)?;
         let answer = client::exchange(
@@ -139,24 +147,37 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         .map_err(fail)?;
         let code = answer.text(39).unwrap_or("??").to_owned();
         if let (Some("00"), Some(confirmation)) = (answer.text(39), answer.text(62)) {
+            if approved.len() % 10 == 0 {
+                to_reverse.push((request.clone(), confirmation.to_owned()));
+            }
             approved.push(confirmation.to_owned());
         }
         *codes.entry(code).or_default() += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
-
-    let bar = progress(approved.len() as u64, "engine acks");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (credited, credited_twice, amount) = loop {
-        let (credited, twice, amount) = ledger_totals(&ledger_path, &approved);
-        bar.set_position(credited as u64);
-        if credited >= approved.len() || Instant::now() > deadline {
-            break (credited, twice, amount);
+    // Reversals go out once the engine has every credit, so each one is advised to the
+    // engine (a credit still in the outbox would be cancelled there instead).
+    let credited = wait_ledger(&ledger_path, &approved, &[], "engine acks").await;
+    let mut reversed = Vec::new();
+    if credited.credited == approved.len() {
+        for (n, (original, confirmation)) in to_reverse.iter().enumerate() {
+            let reversal = reversal_of(original, requests + n + 1);
+            let answer = client::exchange(
+                acquirer.listen,
+                &spec,
+                codec,
+                &reversal,
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(fail)?;
+            if answer.text(39) == Some("00") {
+                reversed.push(confirmation.clone());
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    bar.finish_and_clear();
+    }
+    let totals = wait_ledger(&ledger_path, &approved, &reversed, "reversal acks").await;
     let elapsed = started.elapsed();
     stop.cancel();
     switch.await.map_err(fail)?.map_err(fail)?;
@@ -166,9 +187,12 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         sent: requests,
         codes,
         approved,
-        credited,
-        credited_twice,
-        amount,
+        credited: totals.credited,
+        credited_twice: totals.twice,
+        amount: totals.amount,
+        reversed,
+        reversals_applied: totals.reversals,
+        reversed_amount: totals.reversed_amount,
         elapsed,
         data_dir: scratch.is_none().then(|| config.data_dir.clone()),
     };
@@ -193,20 +217,81 @@ fn demo_request(template: &Message, accounts: &[Account], n: usize) -> Result<Me
     client::build(template, &overrides).map_err(fail)
 }
 
-/// How many approvals the ledger holds, how many of them twice, and their sum.
-fn ledger_totals(path: &std::path::Path, approved: &[String]) -> (usize, usize, u64) {
+/// Waits (up to a minute) until the ledger holds every credit of `approved` and every
+/// reversal of `reversed`; returns what it holds.
+async fn wait_ledger(
+    path: &std::path::Path,
+    approved: &[String],
+    reversed: &[String],
+    label: &'static str,
+) -> Totals {
+    let expected = approved.len() + reversed.len();
+    let bar = progress(expected as u64, label);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let totals = loop {
+        let totals = ledger_totals(path, approved, reversed);
+        bar.set_position((totals.credited + totals.reversals) as u64);
+        if totals.credited + totals.reversals >= expected || Instant::now() > deadline {
+            break totals;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bar.finish_and_clear();
+    totals
+}
+
+/// The reversal (`0420`) of `original`, with STAN `stan` and DE90 naming the original.
+fn reversal_of(original: &Message, stan: usize) -> Message {
+    let mut reversal = original.clone();
+    if let Some(mti) = crate::iso8583::Mti::new(b"0420") {
+        reversal.set_mti(mti);
+    }
+    let field = |n| original.text(n).unwrap_or("").to_owned();
+    reversal.set(11, format!("{:06}", stan % 1_000_000));
+    reversal.set(
+        90,
+        format!(
+            "{}{}{}{:0>11}{:011}",
+            original.mti(),
+            field(11),
+            field(7),
+            field(32),
+            0
+        ),
+    );
+    reversal
+}
+
+/// What the engine's ledger holds of the demo's approvals and reversals.
+struct Totals {
+    credited: usize,
+    twice: usize,
+    amount: u64,
+    reversals: usize,
+    reversed_amount: u64,
+}
+
+fn ledger_totals(path: &std::path::Path, approved: &[String], reversed: &[String]) -> Totals {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut amount = 0;
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let (mut amount, mut reversed_amount) = (0, 0);
     for line in text.lines() {
         if let Ok(entry) = serde_json::from_str::<simulator::Entry>(line) {
-            *seen.entry(entry.confirmation).or_default() += 1;
-            amount += entry.amount;
+            match entry.kind.as_str() {
+                "credit" => amount += entry.amount,
+                _ => reversed_amount += entry.amount,
+            }
+            *seen.entry((entry.kind, entry.confirmation)).or_default() += 1;
         }
     }
-    let credited = approved.iter().filter(|c| seen.contains_key(*c)).count();
-    let twice = seen.values().filter(|&&n| n > 1).count();
-    (credited, twice, amount)
+    let has = |kind: &str, c: &String| seen.contains_key(&(kind.to_owned(), c.clone()));
+    Totals {
+        credited: approved.iter().filter(|c| has("credit", c)).count(),
+        twice: seen.values().filter(|&&n| n > 1).count(),
+        amount,
+        reversals: reversed.iter().filter(|c| has("reversal", c)).count(),
+        reversed_amount,
+    }
 }
 
 fn progress(length: u64, message: &'static str) -> ProgressBar {
@@ -250,6 +335,17 @@ impl std::fmt::Display for Summary {
             self.credited_twice,
             self.amount / 100,
             self.amount % 100
+        )?;
+        let net = self.amount.saturating_sub(self.reversed_amount);
+        writeln!(
+            f,
+            "reversed {} approvals (0420, answered 0430 00); engine ledger: {} reversals, {}.{:02} taken back, {}.{:02} net",
+            self.reversed.len(),
+            self.reversals_applied,
+            self.reversed_amount / 100,
+            self.reversed_amount % 100,
+            net / 100,
+            net % 100
         )?;
         match &self.data_dir {
             Some(dir) => write!(

@@ -93,7 +93,33 @@ fn the_demo_credits_every_approval_once() {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse::<usize>().ok())
         .expect("approved count");
-    assert_eq!(ledger.lines().count(), approved);
+    let reversed = stdout
+        .lines()
+        .find(|l| l.starts_with("reversed "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("reversed count");
+    assert_eq!(
+        reversed,
+        approved.div_ceil(10),
+        "one approval in ten reversed"
+    );
+    let kinds: Vec<&str> = ledger
+        .lines()
+        .map(|l| {
+            if l.contains("\"reversal\"") {
+                "reversal"
+            } else {
+                "credit"
+            }
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "credit").count(), approved);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reversal").count(),
+        reversed,
+        "each reversal applied once by the engine"
+    );
     let exceptions =
         std::fs::read_to_string(dir.path().join("demo/exceptions.jsonl")).expect("exceptions");
     assert_eq!(
