@@ -246,19 +246,8 @@ fn reversal_of(original: &Message, stan: usize) -> Message {
     if let Some(mti) = crate::iso8583::Mti::new(b"0420") {
         reversal.set_mti(mti);
     }
-    let field = |n| original.text(n).unwrap_or("").to_owned();
     reversal.set(11, format!("{:06}", stan % 1_000_000));
-    reversal.set(
-        90,
-        format!(
-            "{}{}{}{:0>11}{:011}",
-            original.mti(),
-            field(11),
-            field(7),
-            field(32),
-            0
-        ),
-    );
+    reversal.set(90, crate::switch::reverse::original_data(original));
     reversal
 }
 

@@ -94,15 +94,8 @@ enum Command {
     },
     /// Drive a running switch with 0200 requests and report throughput and latency.
     Load {
-        /// The acquirer listener.
-        #[arg(long, default_value = "127.0.0.1:8583")]
-        to: SocketAddr,
-        /// Spec of the listener.
-        #[arg(long, default_value = "iso87ascii")]
-        spec: String,
-        /// Framing of the listener.
-        #[arg(long, default_value = "binary2")]
-        framing: LengthHeader,
+        #[command(flatten)]
+        listener: Listener,
         /// Accounts CSV whose active accounts the requests cycle through (else DE2 of
         /// the reference request).
         #[arg(long)]
@@ -127,15 +120,8 @@ enum Command {
     },
     /// Send one message to a switch and print the response, decoded (PAN masked).
     Send {
-        /// The acquirer listener.
-        #[arg(long, default_value = "127.0.0.1:8583")]
-        to: SocketAddr,
-        /// Spec of the listener.
-        #[arg(long, default_value = "iso87ascii")]
-        spec: String,
-        /// Framing of the listener.
-        #[arg(long, default_value = "binary2")]
-        framing: LengthHeader,
+        #[command(flatten)]
+        listener: Listener,
         /// Start from this JSON message instead of the reference 0200 (`-` for stdin).
         #[arg(long)]
         json: Option<PathBuf>,
@@ -283,6 +269,20 @@ impl FaultFlags {
     }
 }
 
+/// The acquirer listener a client command talks to.
+#[derive(clap::Args)]
+struct Listener {
+    /// The acquirer listener.
+    #[arg(long, default_value = "127.0.0.1:8583")]
+    to: SocketAddr,
+    /// Spec of the listener.
+    #[arg(long, default_value = "iso87ascii")]
+    spec: String,
+    /// Framing of the listener.
+    #[arg(long, default_value = "binary2")]
+    framing: LengthHeader,
+}
+
 /// How a load is paced and how long it runs.
 #[derive(clap::Args)]
 struct Pacing {
@@ -411,13 +411,11 @@ fn run(command: Command) -> Result<(), Failure> {
         } => import(Table::Locations, file, config),
         Command::Exceptions { action } => exceptions(action),
         Command::Load {
-            to,
-            spec,
-            framing,
+            listener,
             accounts,
             mix,
             pacing,
-        } => load(to, spec, framing, accounts, mix, pacing),
+        } => load(listener, accounts, mix, pacing),
         Command::Bench {
             accounts,
             engine,
@@ -430,9 +428,7 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Send {
-            to,
-            spec,
-            framing,
+            listener,
             json,
             mti,
             pan,
@@ -453,7 +449,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 .fields
                 .extend(stan.map(|s| (11, format!("{:06}", s % 1_000_000))));
             overrides.fields.extend(fields);
-            send(to, &spec, framing, json, &overrides, timeout)
+            send(&listener, json, &overrides, timeout)
         }
         Command::EngineSim {
             listen,
@@ -556,23 +552,21 @@ fn queue_table(items: &[queue::Shown]) -> String {
 }
 
 fn load(
-    to: SocketAddr,
-    spec: String,
-    framing: LengthHeader,
+    listener: Listener,
     accounts: Option<PathBuf>,
     mix: load::Mix,
     pacing: Pacing,
 ) -> Result<(), Failure> {
-    let spec = load_spec(&spec)?;
+    let spec = load_spec(&listener.spec)?;
     let template = bench::reference_request(&spec).map_err(|e| Failure::Other(e.to_string()))?;
     let accounts = match accounts {
         Some(path) => active_accounts(&path)?,
         None => Vec::new(),
     };
     let plan = LoadPlan {
-        target: to,
+        target: listener.to,
         spec: Arc::new(spec),
-        codec: FrameCodec::new(framing),
+        codec: FrameCodec::new(listener.framing),
         connections: pacing.connections,
         pace: pacing.pace(),
         duration: pacing.duration.into(),
@@ -631,14 +625,12 @@ fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
 }
 
 fn send(
-    to: SocketAddr,
-    spec: &str,
-    framing: LengthHeader,
+    listener: &Listener,
     json: Option<PathBuf>,
     overrides: &client::Overrides,
     timeout: u64,
 ) -> Result<(), Failure> {
-    let spec = load_spec(spec)?;
+    let spec = load_spec(&listener.spec)?;
     let template = match json {
         None => bench::reference_request(&spec).map_err(|e| Failure::Other(e.to_string()))?,
         Some(path) => {
@@ -657,9 +649,9 @@ fn send(
     let wait = Duration::from_secs(timeout);
     let answer = runtime()?
         .block_on(client::exchange(
-            to,
+            listener.to,
             &spec,
-            FrameCodec::new(framing),
+            FrameCodec::new(listener.framing),
             &request,
             wait,
         ))

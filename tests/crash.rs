@@ -15,7 +15,7 @@ use std::time::Duration;
 use replenish::config::Config;
 use replenish::iso8583::Message;
 use replenish::store::Store;
-use support::{Client, free_port, request, root};
+use support::{Client, free_port, free_ports, request, root};
 
 /// Sample accounts that approve: active, unexpired, with a MIN and a routed carrier
 /// (see fixtures/reference/README.md).
@@ -102,6 +102,9 @@ async fn serve(config: &Path, addr: SocketAddr, log: &Path) -> Child {
         .spawn()
         .expect("start replenish serve");
     for _ in 0..1000 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("replenish serve exited ({status}) before listening on {addr}: see its log");
+        }
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return child;
         }
@@ -316,11 +319,12 @@ async fn engine_sim(links: &[SocketAddr; 2], ledger: &Path, log: &Path) -> Child
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    // Four distinct ports: the acquirer, two engine links, metrics.
+    let [port, link_a, link_b, metrics_port] = free_ports::<4>();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let links: [SocketAddr; 2] =
-        [0, 1].map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        [link_a, link_b].map(|p| format!("127.0.0.1:{p}").parse().expect("addr"));
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");
     let engines = format!(
         "\n[[engine]]\nname = \"prepaid\"\ncarriers = [\"*\"]\nlinks = [\"{}\", \"{}\"]\nack_timeout = \"500ms\"\n\
          [engine.retry_backoff]\ninitial = \"50ms\"\nmax = \"1s\"\n\n[metrics]\nlisten = \"{metrics}\"\n",

@@ -355,16 +355,7 @@ fn referring(original: &Message, mti: &[u8; 4], stan: u32) -> Message {
     let mut m = original.clone();
     m.set_mti(Mti::new(mti).expect("mti"));
     m.set(11, format!("{stan:06}"));
-    let field = |n| original.text(n).unwrap_or("").to_owned();
-    let de90 = format!(
-        "{}{}{}{:0>11}{:011}",
-        original.mti(),
-        field(11),
-        field(7),
-        field(32),
-        0
-    );
-    m.set(90, de90);
+    m.set(90, replenish::switch::reverse::original_data(original));
     m
 }
 

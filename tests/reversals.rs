@@ -14,6 +14,7 @@ use replenish::iso8583::{Message, Mti};
 use replenish::queue;
 use replenish::simulator::Entry;
 use replenish::switch::confirmation::luhn_valid;
+use replenish::switch::reverse::original_data;
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
 use support::{ACTIVE, Client, Switch, free_port, import_samples, request};
 
@@ -116,19 +117,6 @@ fn credit(stan: u32, amount: u64, account: &str) -> Message {
 fn as_mti(mut message: Message, text: &str) -> Message {
     message.set_mti(mti(text));
     message
-}
-
-/// DE90 naming `original`: its MTI, STAN, DE7 and acquirer id.
-fn original_data(original: &Message) -> String {
-    let field = |n| original.text(n).unwrap_or("").to_owned();
-    format!(
-        "{}{}{}{:0>11}{:011}",
-        original.mti(),
-        field(11),
-        field(7),
-        field(32),
-        0
-    )
 }
 
 /// A reversal (`mti`: 0400, 0420, ...) of `original` with its own STAN `stan`.

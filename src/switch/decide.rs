@@ -388,6 +388,9 @@ impl Decider {
         if let Some(used) = &decision.late_for {
             if let Some(list) = state.early.get_mut(&used.reference) {
                 list.retain(|(k, _)| *k != used.reversal);
+                if list.is_empty() {
+                    state.early.remove(&used.reference);
+                }
             }
         }
         if let Some(touched) = &decision.touches {
@@ -649,6 +652,10 @@ impl Draft {
 /// A reversal remembered by reference that `message` is the late original of: same
 /// reference (acquirer, DE41, DE37), account and amount.
 fn early_reversal(state: &State, message: &Message, link: &Link) -> Option<EarlyUsed> {
+    // Nearly always empty: no reference is built for the common request.
+    if state.early.is_empty() {
+        return None;
+    }
     let rrn = message.text(37).map(str::trim).filter(|r| !r.is_empty())?;
     let terminal = message.text(41).map(str::trim).unwrap_or("");
     let reference = reference_id(acquirer_of(message, &link.acquirer_id), terminal, rrn);

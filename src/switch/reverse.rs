@@ -280,6 +280,21 @@ pub fn early_of(reversal: &Message, link: &Link) -> Option<Early> {
     })
 }
 
+/// DE90 naming `original` (the field a reversal or completion carries): its MTI, DE11,
+/// DE7 and acquirer id (DE32, 11 digits), then 11 zeros for the forwarding institution.
+/// [`original_key`] reads it back.
+pub fn original_data(original: &Message) -> String {
+    let field = |n| original.text(n).unwrap_or("").trim();
+    format!(
+        "{}{}{}{:0>11}{:011}",
+        original.mti(),
+        field(11),
+        field(7),
+        field(32),
+        0
+    )
+}
+
 /// The original's key from DE90: original MTI (4), STAN (6), DE7 (10), acquirer id
 /// (11); the terminal is the reversal's DE41. An acquirer id of zeros, or equal to the
 /// reversal's own but for leading zeros, stands for the reversal's own.

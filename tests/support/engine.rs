@@ -11,7 +11,7 @@ use replenish::iso8583::Spec;
 use replenish::simulator::{self, Faults, SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 
-use super::free_port;
+use super::{free_port, free_ports};
 
 /// A running simulator and how to stop it.
 pub struct Engine {
@@ -47,8 +47,9 @@ impl Engine {
 
 /// Two free loopback addresses.
 pub fn loopback_pair() -> Vec<SocketAddr> {
-    (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()).parse().expect("addr"))
+    free_ports::<2>()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}").parse().expect("addr"))
         .collect()
 }
 

@@ -29,10 +29,16 @@ pub fn root() -> PathBuf {
 
 /// A free loopback port (bound and released: good enough on a test machine).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports: all are held until every one is picked, so two
+/// calls in a row cannot return the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<StdListener> = (0..N)
+        .map(|_| StdListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound").port())
 }
 
 /// A config for a test switch: one acquirer on `port`, data in `dir`, engines for
