@@ -49,6 +49,18 @@ pub struct BenchReport {
     pub load: LoadReport,
     /// The engine side, with `--engine`.
     pub forwarding: Option<Forwarding>,
+    /// From the end of the load to the switch's graceful stop: mostly the indexer
+    /// catching up with the journal, which it defers while the sessions are busy.
+    pub drain: Duration,
+}
+
+impl BenchReport {
+    /// Approvals per second counting the time the index needed to catch up after the
+    /// load: what the switch sustains with its indexes keeping pace.
+    pub fn sustained_per_second(&self) -> f64 {
+        let approved = self.load.codes.get("00").copied().unwrap_or(0) as f64;
+        approved / (self.load.elapsed.as_secs_f64() + self.drain.as_secs_f64()).max(1e-9)
+    }
 }
 
 /// Delivery of the approved credits to the engine simulator.
@@ -120,15 +132,18 @@ pub async fn run(plan: BenchPlan) -> Result<BenchReport, BenchError> {
         (Some(sim), Ok(report)) => Some(delivery(sim, &report.approvals).await),
         _ => None,
     };
+    let load_ended = Instant::now();
     shutdown.cancel();
     let stopped = switch
         .await
         .map_err(|e| BenchError::Setup(format!("switch task: {e}")))?;
+    let drain = load_ended.elapsed();
     stop_engine.cancel();
     stopped?;
     Ok(BenchReport {
         load: load?,
         forwarding,
+        drain,
     })
 }
 

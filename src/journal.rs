@@ -23,7 +23,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -254,10 +254,12 @@ impl Journal {
     /// torn tail off the last segment (logging a warning and returning it in
     /// [`Recovery::cut`]) and fails with [`JournalError::Corrupt`] on any other bad
     /// record. `sink`, if given, receives every record once it is durable, in order,
-    /// one `Vec` per group commit; it is dropped when the writer stops.
+    /// one `Vec` per group commit; it is dropped when the writer stops. A full sink
+    /// holds the writer back (and with it every ack): a consumer that falls behind
+    /// slows the journal down instead of letting its backlog grow without bound.
     pub fn open(
         config: JournalConfig,
-        sink: Option<Sender<Vec<Record>>>,
+        sink: Option<SyncSender<Vec<Record>>>,
     ) -> Result<(Journal, Recovery), JournalError> {
         let (recovery, tail) = recover(&config)?;
         let segment = SegmentWriter::open(&config, tail)?;
@@ -674,7 +676,11 @@ fn encode_frame(out: &mut Vec<u8>, seq: u64, body: &[u8]) {
 }
 
 /// The writer thread: one batch at a time, write, fdatasync, publish, report.
-fn run_writer(shared: &Shared, mut segment: SegmentWriter, mut sink: Option<Sender<Vec<Record>>>) {
+fn run_writer(
+    shared: &Shared,
+    mut segment: SegmentWriter,
+    mut sink: Option<SyncSender<Vec<Record>>>,
+) {
     let _exit = ExitGuard(shared);
     while let Some(batch) = shared.next_batch() {
         #[cfg(test)]
@@ -690,7 +696,7 @@ fn run_writer(shared: &Shared, mut segment: SegmentWriter, mut sink: Option<Send
 }
 
 /// Sends a durable batch to the sink; forgets a sink whose receiver is gone.
-fn deliver(sink: &mut Option<Sender<Vec<Record>>>, batch: Batch) {
+fn deliver(sink: &mut Option<SyncSender<Vec<Record>>>, batch: Batch) {
     let Some(sender) = sink else { return };
     if sender.send(batch.into_records()).is_err() {
         warn!("journal: the sink's receiver is gone; durable records are no longer reported");
@@ -1488,7 +1494,7 @@ mod tests {
     #[test]
     fn the_sink_gets_durable_records_in_order_and_is_dropped_on_close() {
         let dir = tempfile::tempdir().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(64);
         let (journal, _) = Journal::open(JournalConfig::new(dir.path()), Some(sender)).unwrap();
         for i in 0..50u32 {
             journal.append(&i.to_le_bytes()).unwrap();

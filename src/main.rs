@@ -594,6 +594,11 @@ fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
     report_load(&report.load, &pacing)?;
+    println!(
+        "drained     {:.1} s after the load (index caught up); sustained {:.0} approved/s",
+        report.drain.as_secs_f64(),
+        report.sustained_per_second()
+    );
     if let Some(forwarding) = &report.forwarding {
         let ms = |q: f64| forwarding.lag.value_at_quantile(q) as f64 / 1000.0;
         println!(

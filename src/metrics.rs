@@ -57,7 +57,15 @@ pub struct Metrics {
     retransmitted: Family<EngineLabels, Counter>,
     acked: Family<EngineLabels, Counter>,
     link_up: Family<LinkLabels, Gauge>,
+    index_lag: Gauge,
     engines: Mutex<Vec<EngineView>>,
+    index: Mutex<Option<IndexView>>,
+}
+
+/// What the metrics read of the journal and the indexer following it.
+struct IndexView {
+    journal: crate::journal::Journal,
+    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the metrics read of a running engine.
@@ -74,6 +82,10 @@ pub struct Status {
     pub engines: Vec<EngineStatus>,
     /// Responses per link, MTI and code.
     pub responses: Vec<(String, String, String, u64)>,
+    /// Durable journal records the indexes do not have yet (the indexer works when
+    /// the sessions leave it time, so a busy switch runs a few seconds behind).
+    #[serde(default)]
+    pub index_lag: u64,
 }
 
 /// One engine in [`Status`].
@@ -148,8 +160,16 @@ impl Metrics {
             "1 when the engine link is signed on",
             link_up.clone(),
         );
+        let index_lag = Gauge::default();
+        registry.register(
+            "index_lag_records",
+            "Durable journal records not yet in the indexes",
+            index_lag.clone(),
+        );
         Metrics {
             registry,
+            index_lag,
+            index: Mutex::new(None),
             responses,
             outbox_depth,
             oldest_age,
@@ -182,6 +202,27 @@ impl Metrics {
             })
             .collect();
         *self.engines.lock().unwrap_or_else(|p| p.into_inner()) = views;
+    }
+
+    /// Follows the indexer's position behind `journal`.
+    pub fn watch_index(
+        &self,
+        journal: &crate::journal::Journal,
+        applied: &Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        let view = IndexView {
+            journal: journal.clone(),
+            applied: applied.clone(),
+        };
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = Some(view);
+    }
+
+    fn index_lag(&self) -> u64 {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.as_ref().map_or(0, |view| {
+            let applied = view.applied.load(Ordering::Acquire);
+            view.journal.durable_seq().saturating_sub(applied)
+        })
     }
 
     /// The engines now.
@@ -219,6 +260,7 @@ impl Metrics {
         Status {
             engines,
             responses: text,
+            index_lag: self.index_lag(),
         }
     }
 
@@ -281,6 +323,8 @@ impl Metrics {
                 self.link_up.get_or_create(&labels).set(i64::from(up));
             }
         }
+        self.index_lag
+            .set(i64::try_from(self.index_lag()).unwrap_or(i64::MAX));
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             warn!("metrics encoding: {e}");
@@ -357,6 +401,7 @@ impl std::fmt::Display for Status {
                 links.join(", ")
             )?;
         }
+        writeln!(f, "index lag {} journal records", self.index_lag)?;
         writeln!(f, "responses")?;
         for (link, mti, code, count) in &self.responses {
             writeln!(f, "  {link:<16} {mti} {code} {count:>10}")?;
@@ -395,5 +440,30 @@ mod tests {
                 .to_string()
                 .contains("bank-a           0210 00          2")
         );
+    }
+
+    #[test]
+    fn the_index_lag_is_the_durable_records_the_indexer_has_not_applied() {
+        use crate::journal::{Journal, JournalConfig};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (journal, _) = Journal::open(JournalConfig::new(dir.path()), None).expect("journal");
+        for body in [b"a", b"b", b"c"] {
+            journal.append(body).expect("append");
+        }
+        journal.wait_durable_blocking(3).expect("durable");
+        let applied = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let metrics = Metrics::new();
+        assert_eq!(metrics.status().index_lag, 0, "no index watched yet");
+        metrics.watch_index(&journal, &applied);
+        assert_eq!(metrics.status().index_lag, 2);
+        assert!(metrics.render().contains("replenish_index_lag_records 2"));
+        applied.store(3, Ordering::Release);
+        assert!(
+            metrics
+                .status()
+                .to_string()
+                .contains("index lag 0 journal records")
+        );
+        journal.close().expect("close");
     }
 }

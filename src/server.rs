@@ -83,6 +83,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     }
 }
 
+/// Durable journal batches waiting for the router before the journal writer waits.
+const SINK_BATCHES: usize = 64;
+
 /// An open data directory: journal, indexes, and the indexer following the journal.
 pub struct DataDir {
     /// The directory.
@@ -108,7 +111,7 @@ impl DataDir {
         let path = config.data_dir.clone();
         fs::create_dir_all(&path).map_err(io_error(&path))?;
         let store = Store::open(&path.join("index"))?;
-        let (sink, batches) = std::sync::mpsc::channel();
+        let (sink, batches) = std::sync::mpsc::sync_channel(SINK_BATCHES);
         let journal_dir = path.join("journal");
         let (journal, recovery) =
             Journal::open(JournalConfig::new(journal_dir.clone()), Some(sink))?;
@@ -220,6 +223,7 @@ pub async fn run_reporting(
     let decider = Arc::new(decider(&config, &data, unsent)?);
     let metrics = Arc::new(Metrics::new());
     metrics.watch_engines(&engines);
+    metrics.watch_index(&data.journal, &data.applied);
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();

@@ -292,7 +292,11 @@ impl Store {
 
     /// An account's approved usage on `day` (`YYYY-MM-DD`).
     pub fn usage(&self, account: &str, day: &str) -> Result<Usage, StoreError> {
-        Ok(self.get_json(&usage_key(account, day))?.unwrap_or_default())
+        Ok(self.usage_slot(&usage_key(account, day))?.usage())
+    }
+
+    fn usage_slot(&self, k: &[u8]) -> Result<UsageSlot, StoreError> {
+        Ok(self.get_json(k)?.unwrap_or_default())
     }
 
     /// Credits waiting for `engine`'s acknowledgement, oldest confirmation first.
@@ -383,22 +387,45 @@ impl Store {
         self.get_u64(COUNTER)
     }
 
-    /// Applies journal records in one atomic batch; records at or below the applied
-    /// position are skipped, so applying twice has no second effect.
+    /// Applies journal records; records at or below the applied position are skipped,
+    /// so applying twice has no second effect.
+    ///
+    /// The writes are plain inserts and the applied position is written last, not one
+    /// sled batch: sled's `apply_batch` holds a lock that every read in the process
+    /// waits for, so the deciding sessions would stall behind the indexer. A crash
+    /// part-way leaves some of the writes and the old position; the replay then
+    /// computes the same writes again. They are idempotent: every write sets a value
+    /// the records determine, and a usage slot remembers the last record counted in it.
     pub fn apply(&self, records: &[(u64, Record)]) -> Result<(), StoreError> {
+        let Some(last) = self.stage(records)?.map(|writes| self.write(writes)) else {
+            return Ok(());
+        };
+        self.db.insert(APPLIED, &last?.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The writes of the records after the applied position, with the last position.
+    fn stage(&self, records: &[(u64, Record)]) -> Result<Option<(Writes, u64)>, StoreError> {
         let applied = self.applied_seq()?;
         let fresh: Vec<&(u64, Record)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
         let Some((last, _)) = fresh.last() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut batch = BatchBuilder::new(self);
         for (seq, record) in &fresh {
             batch.add(*seq, record)?;
         }
-        let mut sled_batch = batch.finish()?;
-        sled_batch.insert(APPLIED, &last.to_be_bytes());
-        self.db.apply_batch(sled_batch)?;
-        Ok(())
+        Ok(Some((batch.finish()?, *last)))
+    }
+
+    fn write(&self, (writes, last): (Writes, u64)) -> Result<u64, StoreError> {
+        for (k, v) in writes {
+            match v {
+                Some(v) => self.db.insert(k, v)?,
+                None => self.db.remove(k)?,
+            };
+        }
+        Ok(last)
     }
 
     /// Asks sled to write its caches out (not a durability barrier).
@@ -428,6 +455,36 @@ impl Store {
     }
 }
 
+/// Key-value writes in the order they are made; `None` removes the key.
+type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A day's usage as the index keeps it: the totals and the journal position of the
+/// last record counted in them, which makes counting a record again a no-op.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct UsageSlot {
+    count: u32,
+    amount: u64,
+    #[serde(default)]
+    seq: u64,
+}
+
+impl UsageSlot {
+    fn of(usage: Usage, seq: u64) -> UsageSlot {
+        UsageSlot {
+            count: usage.count,
+            amount: usage.amount,
+            seq,
+        }
+    }
+
+    fn usage(self) -> Usage {
+        Usage {
+            count: self.count,
+            amount: self.amount,
+        }
+    }
+}
+
 /// Collects the writes of several records, reading earlier state once, so that usage
 /// counters and reference lists add up within a batch.
 struct BatchBuilder<'a> {
@@ -435,7 +492,7 @@ struct BatchBuilder<'a> {
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Keys this batch created (absent from sled before it).
     created: std::collections::HashSet<Vec<u8>>,
-    usage: HashMap<Vec<u8>, Usage>,
+    usage: HashMap<Vec<u8>, UsageSlot>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
 }
@@ -472,8 +529,8 @@ impl<'a> BatchBuilder<'a> {
                 }
                 Ok(())
             }
-            Record::HoldsExpired(expiry) => self.expired(expiry),
-            Record::Resubmitted(resubmission) => self.resubmitted(resubmission),
+            Record::HoldsExpired(expiry) => self.expired(seq, expiry),
+            Record::Resubmitted(resubmission) => self.resubmitted(seq, resubmission),
         }
     }
 
@@ -484,7 +541,7 @@ impl<'a> BatchBuilder<'a> {
             self.touch(touched)?;
         }
         if let Some(change) = &decision.usage {
-            self.adjust_usage(change)?;
+            self.adjust_usage(seq, change)?;
         }
         if let Some(reversal) = &decision.reversal {
             self.reversal(&reversal.effect);
@@ -593,10 +650,10 @@ impl<'a> BatchBuilder<'a> {
         }
     }
 
-    fn expired(&mut self, expiry: &Expiry) -> Result<(), StoreError> {
+    fn expired(&mut self, seq: u64, expiry: &Expiry) -> Result<(), StoreError> {
         for (touched, change) in &expiry.holds {
             self.touch(touched)?;
-            self.adjust_usage(change)?;
+            self.adjust_usage(seq, change)?;
         }
         Ok(())
     }
@@ -614,7 +671,7 @@ impl<'a> BatchBuilder<'a> {
         self.queue.insert(seq, item);
     }
 
-    fn resubmitted(&mut self, resubmission: &Resubmission) -> Result<(), StoreError> {
+    fn resubmitted(&mut self, seq: u64, resubmission: &Resubmission) -> Result<(), StoreError> {
         let item = match self.queue.remove(&resubmission.id) {
             Some(item) => Some(item),
             None => self.store.queue_item(resubmission.id)?,
@@ -639,21 +696,25 @@ impl<'a> BatchBuilder<'a> {
             &outbox_slot(&resubmission.credit),
             &resubmission.credit,
         );
-        self.adjust_usage(&resubmission.usage)
+        self.adjust_usage(seq, &resubmission.usage)
     }
 
     fn count(&mut self, counter: u64) {
         self.counter = Some(self.counter.unwrap_or(0).max(counter));
     }
 
-    fn adjust_usage(&mut self, change: &UsageChange) -> Result<(), StoreError> {
+    /// Counts a usage change once: a slot already holding record `seq` (written before
+    /// a crash cut the apply short) is left as it is.
+    fn adjust_usage(&mut self, seq: u64, change: &UsageChange) -> Result<(), StoreError> {
         let k = usage_key(&change.account, &change.day);
         let current = match self.usage.get(&k) {
-            Some(u) => *u,
-            None => self.store.usage(&change.account, &change.day)?,
+            Some(slot) => *slot,
+            None => self.store.usage_slot(&k)?,
         };
-        self.usage
-            .insert(k, current.adjusted(change.count, change.amount));
+        if current.seq < seq {
+            let usage = current.usage().adjusted(change.count, change.amount);
+            self.usage.insert(k, UsageSlot::of(usage, seq));
+        }
         Ok(())
     }
 
@@ -665,25 +726,20 @@ impl<'a> BatchBuilder<'a> {
         self.writes.insert(key(prefix, id), Some(json(value)));
     }
 
-    fn finish(self) -> Result<sled::Batch, StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in self.writes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
+    fn finish(self) -> Result<Writes, StoreError> {
+        let mut writes: Writes = self.writes.into_iter().collect();
         for (k, usage) in self.usage {
-            batch.insert(k, json(&usage));
+            writes.push((k, Some(json(&usage))));
         }
         for (id, item) in self.queue {
-            batch.insert(queue_key(id), json(&item));
+            writes.push((queue_key(id), Some(json(&item))));
         }
         if let Some(counter) = self.counter {
             let previous = self.store.last_counter()?;
-            batch.insert(COUNTER, &counter.max(previous).to_be_bytes());
+            let counter = counter.max(previous).to_be_bytes().to_vec();
+            writes.push((COUNTER.to_vec(), Some(counter)));
         }
-        Ok(batch)
+        Ok(writes)
     }
 }
 
@@ -820,6 +876,40 @@ mod tests {
             store.by_confirmation("000000000001").expect("get"),
             Some(TransactionKey("k1".into()))
         );
+    }
+
+    #[test]
+    fn an_apply_cut_short_by_a_crash_counts_usage_once_when_replayed() {
+        let records = vec![
+            (1, Record::Decided(Box::new(decision("k1", 1, 2500)))),
+            (2, Record::Decided(Box::new(decision("k2", 2, 1000)))),
+        ];
+        let staged = {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("open");
+            let (writes, _) = store.stage(&records).expect("stage").expect("fresh");
+            writes.len()
+        };
+        // A crash after any number of the writes, before the position is written.
+        for cut in 0..=staged {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("open");
+            let (writes, last) = store.stage(&records).expect("stage").expect("fresh");
+            let partial: Writes = writes.into_iter().take(cut).collect();
+            store.write((partial, last)).expect("partial write");
+            store.apply(&records).expect("replay");
+            let usage = store.usage("4761739001010010", "2026-11-23");
+            assert_eq!(
+                usage.expect("usage"),
+                Usage {
+                    count: 2,
+                    amount: 3500
+                },
+                "cut after {cut} of {staged} writes"
+            );
+            assert_eq!(store.outbox("prepaid").expect("outbox").len(), 2);
+            assert_eq!(store.applied_seq().expect("seq"), 2);
+        }
     }
 
     fn acked(confirmation: &str) -> Record {
