@@ -739,6 +739,7 @@ impl<'a> BatchBuilder<'a> {
             let counter = counter.max(previous).to_be_bytes().to_vec();
             writes.push((COUNTER.to_vec(), Some(counter)));
         }
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(writes)
     }
 }
