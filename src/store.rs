@@ -6,8 +6,9 @@
 //! the record's position, so replaying the journal after a crash applies each record
 //! exactly once and the indexes can always be rebuilt from the journal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -220,6 +221,34 @@ const FLUSH_EVERY_MS: u64 = 10_000;
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// The usage slots of the latest days, as last written: the indexer counts a usage
+    /// change without reading its slot back from sled.
+    usage: Arc<Mutex<UsageCache>>,
+}
+
+/// Usage slots of the [`CACHED_DAYS`] latest days, by key.
+#[derive(Default)]
+struct UsageCache {
+    days: BTreeMap<String, HashMap<Vec<u8>, UsageSlot>>,
+}
+
+/// Days of usage slots kept in memory (today and yesterday, for records around
+/// midnight).
+const CACHED_DAYS: usize = 2;
+
+impl UsageCache {
+    fn get(&self, day: &str, k: &[u8]) -> Option<UsageSlot> {
+        self.days.get(day)?.get(k).copied()
+    }
+
+    fn remember(&mut self, slots: HashMap<Vec<u8>, (String, UsageSlot)>) {
+        for (k, (day, slot)) in slots {
+            self.days.entry(day).or_default().insert(k, slot);
+        }
+        while self.days.len() > CACHED_DAYS {
+            self.days.pop_first();
+        }
+    }
 }
 
 impl Store {
@@ -261,7 +290,10 @@ impl Store {
                 },
                 other => StoreError::Sled(other),
             })?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            usage: Arc::default(),
+        })
     }
 
     /// The account with card number `number`.
@@ -297,6 +329,14 @@ impl Store {
 
     fn usage_slot(&self, k: &[u8]) -> Result<UsageSlot, StoreError> {
         Ok(self.get_json(k)?.unwrap_or_default())
+    }
+
+    /// A usage slot as the indexer last wrote it: memory for the latest days, else sled.
+    fn counted_usage(&self, day: &str, k: &[u8]) -> Result<UsageSlot, StoreError> {
+        match lock(&self.usage).get(day, k) {
+            Some(slot) => Ok(slot),
+            None => self.usage_slot(k),
+        }
     }
 
     /// Credits waiting for `engine`'s acknowledgement, oldest confirmation first.
@@ -397,15 +437,18 @@ impl Store {
     /// computes the same writes again. They are idempotent: every write sets a value
     /// the records determine, and a usage slot remembers the last record counted in it.
     pub fn apply(&self, records: &[(u64, Record)]) -> Result<(), StoreError> {
-        let Some(last) = self.stage(records)?.map(|writes| self.write(writes)) else {
+        let Some((writes, usage)) = self.stage(records)? else {
             return Ok(());
         };
-        self.db.insert(APPLIED, &last?.to_be_bytes())?;
+        let last = self.write(writes)?;
+        self.db.insert(APPLIED, &last.to_be_bytes())?;
+        lock(&self.usage).remember(usage);
         Ok(())
     }
 
-    /// The writes of the records after the applied position, with the last position.
-    fn stage(&self, records: &[(u64, Record)]) -> Result<Option<(Writes, u64)>, StoreError> {
+    /// The writes of the records after the applied position, with the last position,
+    /// and the usage slots they write.
+    fn stage(&self, records: &[(u64, Record)]) -> Result<Option<Staged>, StoreError> {
         let applied = self.applied_seq()?;
         let fresh: Vec<&(u64, Record)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
         let Some((last, _)) = fresh.last() else {
@@ -415,7 +458,8 @@ impl Store {
         for (seq, record) in &fresh {
             batch.add(*seq, record)?;
         }
-        Ok(Some((batch.finish()?, *last)))
+        let usage = batch.usage.clone();
+        Ok(Some(((batch.finish()?, *last), usage)))
     }
 
     fn write(&self, (writes, last): (Writes, u64)) -> Result<u64, StoreError> {
@@ -458,6 +502,16 @@ impl Store {
 /// Key-value writes in the order they are made; `None` removes the key.
 type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
+/// Staged writes with the last position they apply, and the usage slots among them
+/// (by key, with their day).
+type Staged = ((Writes, u64), HashMap<Vec<u8>, (String, UsageSlot)>);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A day's usage as the index keeps it: the totals and the journal position of the
 /// last record counted in them, which makes counting a record again a no-op.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -492,7 +546,7 @@ struct BatchBuilder<'a> {
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Keys this batch created (absent from sled before it).
     created: std::collections::HashSet<Vec<u8>>,
-    usage: HashMap<Vec<u8>, UsageSlot>,
+    usage: HashMap<Vec<u8>, (String, UsageSlot)>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
 }
@@ -708,12 +762,13 @@ impl<'a> BatchBuilder<'a> {
     fn adjust_usage(&mut self, seq: u64, change: &UsageChange) -> Result<(), StoreError> {
         let k = usage_key(&change.account, &change.day);
         let current = match self.usage.get(&k) {
-            Some(slot) => *slot,
-            None => self.store.usage_slot(&k)?,
+            Some((_, slot)) => *slot,
+            None => self.store.counted_usage(&change.day, &k)?,
         };
         if current.seq < seq {
             let usage = current.usage().adjusted(change.count, change.amount);
-            self.usage.insert(k, UsageSlot::of(usage, seq));
+            self.usage
+                .insert(k, (change.day.clone(), UsageSlot::of(usage, seq)));
         }
         Ok(())
     }
@@ -728,7 +783,7 @@ impl<'a> BatchBuilder<'a> {
 
     fn finish(self) -> Result<Writes, StoreError> {
         let mut writes: Writes = self.writes.into_iter().collect();
-        for (k, usage) in self.usage {
+        for (k, (_, usage)) in self.usage {
             writes.push((k, Some(json(&usage))));
         }
         for (id, item) in self.queue {
@@ -888,14 +943,14 @@ mod tests {
         let staged = {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(dir.path()).expect("open");
-            let (writes, _) = store.stage(&records).expect("stage").expect("fresh");
+            let ((writes, _), _) = store.stage(&records).expect("stage").expect("fresh");
             writes.len()
         };
         // A crash after any number of the writes, before the position is written.
         for cut in 0..=staged {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(dir.path()).expect("open");
-            let (writes, last) = store.stage(&records).expect("stage").expect("fresh");
+            let ((writes, last), _) = store.stage(&records).expect("stage").expect("fresh");
             let partial: Writes = writes.into_iter().take(cut).collect();
             store.write((partial, last)).expect("partial write");
             store.apply(&records).expect("replay");
