@@ -19,6 +19,7 @@ use crate::record::{
 };
 use crate::switch::accounts::{Account, Location};
 use crate::switch::codes::{Decline, ResponseCode};
+use crate::switch::confirmation::{ConfirmationNumbers, SPACE};
 use crate::switch::key::TransactionKey;
 use crate::switch::validate::Usage;
 
@@ -314,11 +315,33 @@ impl Store {
         self.get_json(&key("t/", &transaction.0))
     }
 
-    /// The key of the transaction approved with `confirmation`.
+    /// The key of the transaction approved with `confirmation`; `numbers` (the data
+    /// directory's key) turns it back into its counter, whose page holds the key.
     pub fn by_confirmation(
         &self,
+        numbers: &ConfirmationNumbers,
         confirmation: &str,
     ) -> Result<Option<TransactionKey>, StoreError> {
+        let Some(counter) = numbers.counter_of(confirmation) else {
+            return Ok(None);
+        };
+        let page = self
+            .db
+            .range(CONFIRMATION_PAGES.to_vec()..=page_key(counter))
+            .next_back()
+            .transpose()?;
+        if let Some((k, v)) = page {
+            let first = k
+                .get(CONFIRMATION_PAGES.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            let keys: Vec<TransactionKey> = parse(&k, &v)?;
+            let found = first.and_then(|first| keys.get(usize::try_from(counter - first).ok()?));
+            if let Some(found) = found {
+                return Ok(Some(found.clone()));
+            }
+        }
+        // Indexes written before confirmation pages have one entry per number.
         self.get_json(&key("c/", confirmation))
     }
 
@@ -549,6 +572,8 @@ struct BatchBuilder<'a> {
     usage: HashMap<Vec<u8>, (String, UsageSlot)>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
+    /// Confirmation counters issued by these records, with their transactions.
+    confirmations: Vec<(u64, TransactionKey)>,
 }
 
 impl<'a> BatchBuilder<'a> {
@@ -560,6 +585,7 @@ impl<'a> BatchBuilder<'a> {
             usage: HashMap::new(),
             queue: HashMap::new(),
             counter: None,
+            confirmations: Vec::new(),
         }
     }
 
@@ -615,8 +641,7 @@ impl<'a> BatchBuilder<'a> {
         let Some(approval) = &decision.approval else {
             return Ok(());
         };
-        self.put("c/", &approval.confirmation, &decision.key);
-        self.count(approval.counter);
+        self.confirmed(approval.counter, &decision.key);
         if let Some(credit) = &decision.credit {
             self.create("o/", &outbox_slot(credit), credit);
         }
@@ -738,13 +763,8 @@ impl<'a> BatchBuilder<'a> {
             });
             self.queue.insert(item.id, item);
         }
-        self.count(resubmission.approval.counter);
+        self.confirmed(resubmission.approval.counter, &resubmission.touches.key);
         self.touch(&resubmission.touches)?;
-        self.put(
-            "c/",
-            &resubmission.approval.confirmation,
-            &resubmission.touches.key,
-        );
         self.create(
             "o/",
             &outbox_slot(&resubmission.credit),
@@ -753,8 +773,11 @@ impl<'a> BatchBuilder<'a> {
         self.adjust_usage(seq, &resubmission.usage)
     }
 
-    fn count(&mut self, counter: u64) {
+    /// Remembers the transaction a confirmation counter was issued to.
+    fn confirmed(&mut self, counter: u64, transaction: &TransactionKey) {
         self.counter = Some(self.counter.unwrap_or(0).max(counter));
+        self.confirmations
+            .push((counter % SPACE, transaction.clone()));
     }
 
     /// Counts a usage change once: a slot already holding record `seq` (written before
@@ -789,6 +812,7 @@ impl<'a> BatchBuilder<'a> {
         for (id, item) in self.queue {
             writes.push((queue_key(id), Some(json(&item))));
         }
+        writes.extend(confirmation_pages(self.confirmations));
         if let Some(counter) = self.counter {
             let previous = self.store.last_counter()?;
             let counter = counter.max(previous).to_be_bytes().to_vec();
@@ -797,6 +821,34 @@ impl<'a> BatchBuilder<'a> {
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(writes)
     }
+}
+
+/// Prefix of the confirmation pages: `c#` and the first counter (8 bytes, big-endian)
+/// of a run of consecutive counters, holding their transaction keys in order. One
+/// write per run instead of one per approval: counters are issued in journal order,
+/// so an indexer batch is mostly one run.
+const CONFIRMATION_PAGES: &[u8] = b"c#";
+
+fn page_key(first: u64) -> Vec<u8> {
+    let mut k = CONFIRMATION_PAGES.to_vec();
+    k.extend_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// The page writes of issued counters: one per run of consecutive counters.
+fn confirmation_pages(mut issued: Vec<(u64, TransactionKey)>) -> Writes {
+    issued.sort_unstable_by_key(|(counter, _)| *counter);
+    let mut pages: Vec<(u64, Vec<TransactionKey>)> = Vec::new();
+    for (counter, transaction) in issued {
+        match pages.last_mut() {
+            Some((first, keys)) if *first + keys.len() as u64 == counter => keys.push(transaction),
+            _ => pages.push((counter, vec![transaction])),
+        }
+    }
+    pages
+        .into_iter()
+        .map(|(first, keys)| (page_key(first), Some(json(&keys))))
+        .collect()
 }
 
 /// Transactions looked at per retrieval reference, the newest (references should be
@@ -928,8 +980,11 @@ mod tests {
             (entry.seq, entry.confirmation.as_deref()),
             (2, Some("000000000002"))
         );
+        let numbers = ConfirmationNumbers::new(b"store test key, sixteen+ bytes");
         assert_eq!(
-            store.by_confirmation("000000000001").expect("get"),
+            store
+                .by_confirmation(&numbers, &numbers.number(1))
+                .expect("get"),
             Some(TransactionKey("k1".into()))
         );
     }
@@ -966,6 +1021,47 @@ mod tests {
             assert_eq!(store.outbox("prepaid").expect("outbox").len(), 2);
             assert_eq!(store.applied_seq().expect("seq"), 2);
         }
+    }
+
+    #[test]
+    fn every_confirmation_number_finds_its_transaction_across_pages_and_gaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let numbers = ConfirmationNumbers::new(b"store test key, sixteen+ bytes");
+        // Counters 1-40 and 43-60 (41 and 42 were never journaled), in three batches.
+        let counters: Vec<u64> = (1..=40).chain(43..=60).collect();
+        let records: Vec<(u64, Record)> = counters
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let decided = decision(&format!("k{c}"), c, 100);
+                (i as u64 + 1, Record::Decided(Box::new(decided)))
+            })
+            .collect();
+        for part in [&records[..25], &records[25..45], &records[45..]] {
+            store.apply(part).expect("apply");
+        }
+        for &c in &counters {
+            let found = store.by_confirmation(&numbers, &numbers.number(c));
+            assert_eq!(
+                found.expect("get"),
+                Some(TransactionKey(format!("k{c}"))),
+                "counter {c}"
+            );
+        }
+        for missing in [0, 41, 42, 61, 5_000] {
+            let found = store.by_confirmation(&numbers, &numbers.number(missing));
+            assert_eq!(found.expect("get"), None, "counter {missing}");
+        }
+        assert_eq!(store.by_confirmation(&numbers, "123").expect("get"), None);
+        // An index written before pages: one `c/` entry per confirmation number.
+        let old = numbers.number(900);
+        let entry = json(&TransactionKey("old".into()));
+        store.db.insert(key("c/", &old), entry).expect("insert");
+        assert_eq!(
+            store.by_confirmation(&numbers, &old).expect("get"),
+            Some(TransactionKey("old".into()))
+        );
     }
 
     fn acked(confirmation: &str) -> Record {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use replenish::config::Config;
 use replenish::iso8583::Message;
 use replenish::store::Store;
+use replenish::switch::confirmation::ConfirmationNumbers;
 use support::{Client, free_port, free_ports, request, root};
 
 /// Sample accounts that approve: active, unexpired, with a MIN and a routed carrier
@@ -417,6 +418,8 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     assert!(server.wait().expect("reaped").success());
     let config = Config::load(&config_path).expect("config");
     let store = Store::open(&config.data_dir.join("index")).expect("index");
+    let secret = std::fs::read(config.data_dir.join("confirmation.key")).expect("key");
+    let numbers = ConfirmationNumbers::new(&secret);
     let pending: Vec<String> = store
         .outbox("prepaid")
         .expect("outbox")
@@ -426,7 +429,7 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     for confirmation in &credited {
         assert!(
             store
-                .by_confirmation(confirmation)
+                .by_confirmation(&numbers, confirmation)
                 .expect("index")
                 .is_some(),
             "{confirmation} credited but never approved"

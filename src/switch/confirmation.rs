@@ -33,6 +33,23 @@ impl ConfirmationNumbers {
         format!("{digits}{check}")
     }
 
+    /// The counter value (modulo 10^11) that `confirmation` was issued for, if it is
+    /// 12 digits with a valid check digit: the permutation run backwards.
+    pub fn counter_of(&self, confirmation: &str) -> Option<u64> {
+        let digits = confirmation.as_bytes();
+        if digits.len() != 12 || !luhn_valid(digits) {
+            return None;
+        }
+        let body: u64 = confirmation.get(..11)?.parse().ok()?;
+        let mut x = body;
+        loop {
+            x = self.feistel_inverse(x);
+            if x < SPACE {
+                return Some(x);
+            }
+        }
+    }
+
     /// A permutation of 0..SPACE: Feistel on 37 bits, repeated while out of range.
     fn permute(&self, value: u64) -> u64 {
         let mut x = value;
@@ -52,6 +69,20 @@ impl ConfirmationNumbers {
         for round in 0..ROUNDS {
             let mixed = left ^ (self.round(round, right) & ((1 << widths.0) - 1));
             (left, right) = (right, mixed);
+            widths = (widths.1, widths.0);
+        }
+        (left << widths.1) | right
+    }
+
+    /// [`Self::feistel`] backwards: the rounds in reverse order, each undoing its mix.
+    fn feistel_inverse(&self, y: u64) -> u64 {
+        let low_bits = BITS - HALF_BITS;
+        let (mut left, mut right) = (y >> low_bits, y & ((1 << low_bits) - 1));
+        // After an even number of rounds the widths are the starting ones again.
+        let mut widths = (HALF_BITS, low_bits);
+        for round in (0..ROUNDS).rev() {
+            let earlier = right ^ (self.round(round, left) & ((1 << widths.1) - 1));
+            (left, right) = (earlier, left);
             widths = (widths.1, widths.0);
         }
         (left << widths.1) | right
@@ -134,6 +165,27 @@ mod tests {
             close < 50,
             "{close} neighbouring pairs share their first 6 digits"
         );
+    }
+
+    #[test]
+    fn a_confirmation_number_gives_back_its_counter() {
+        let numbers = ConfirmationNumbers::new(b"test key of sixteen+ bytes");
+        for counter in (0..2_000).chain([SPACE - 1, 123_456_789, 99_999_999_999]) {
+            let number = numbers.number(counter);
+            assert_eq!(numbers.counter_of(&number), Some(counter), "{number}");
+        }
+        let other = ConfirmationNumbers::new(b"another key, long enough");
+        let number = numbers.number(42);
+        assert_ne!(other.counter_of(&number), Some(42));
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901X",
+            "000000000001",
+        ] {
+            assert_eq!(numbers.counter_of(bad), None, "{bad}");
+        }
     }
 
     #[test]
