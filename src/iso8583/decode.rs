@@ -36,11 +36,19 @@ pub fn decode(spec: &Spec, frame: &Bytes) -> Result<Message, DecodeError> {
             Kind::UndefinedField,
         )));
     }
+    // The flagged field numbers in ascending order (a segment looks ahead in them).
     let mut numbers = [0u8; MAX_FIELD as usize];
     let mut count = 0;
-    for (slot, number) in numbers.iter_mut().zip(present.fields.iter()) {
-        *slot = number;
-        count += 1;
+    for (base, mut bits) in (0u8..).step_by(64).zip(present.fields.words()) {
+        while bits != 0 {
+            let zeros = bits.leading_zeros();
+            bits &= !(FIRST_BIT >> zeros);
+            if let Some(slot) = numbers.get_mut(count) {
+                // At most 3 * 64 = 192: fits a u8.
+                *slot = base + zeros as u8 + 1;
+                count += 1;
+            }
+        }
     }
     let mut message = Message::reading(mti, frame.clone(), count, spec.masking());
     let mut walk = Walk {
@@ -582,7 +590,23 @@ fn prefix_length(field: &FieldSpec, prefix: &[u8], offset: usize) -> Result<usiz
 }
 
 /// The number a length prefix holds, `None` if it is not a number in its encoding.
+#[inline(always)]
 fn prefix_value(prefix: &[u8], digits: usize, encoding: Encoding) -> Option<usize> {
+    let digit = |c: u8| {
+        let d = c.wrapping_sub(b'0');
+        (d < 10).then_some(usize::from(d))
+    };
+    match (encoding, prefix) {
+        // The common ASCII prefixes, without a loop.
+        (Encoding::Ascii, &[tens, ones]) => Some(digit(tens)? * 10 + digit(ones)?),
+        (Encoding::Ascii, &[hundreds, tens, ones]) => {
+            Some(digit(hundreds)? * 100 + digit(tens)? * 10 + digit(ones)?)
+        }
+        _ => prefix_value_of(prefix, digits, encoding),
+    }
+}
+
+fn prefix_value_of(prefix: &[u8], digits: usize, encoding: Encoding) -> Option<usize> {
     match encoding {
         Encoding::Binary => Some(prefix.iter().fold(0, |n, &b| n << 8 | usize::from(b))),
         Encoding::Bcd => decimal(&charset::unpack_bcd(prefix, digits, false, false).ok()?),
