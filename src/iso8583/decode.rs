@@ -360,10 +360,9 @@ impl Walk<'_, '_, '_> {
         let mut group: Option<Group> = None;
         let mut at = start;
         if let Some(b) = body {
-            let plan = spec.plan(b.number);
-            if plan.as_on_wire && plan.class != Class::Xn {
+            if let Some(class) = spec.plan(b.number).grouped {
                 group = Some(Group {
-                    class: plan.class,
+                    class,
                     from: at,
                     body: Some(b),
                     first: 0,
@@ -378,14 +377,14 @@ impl Walk<'_, '_, '_> {
         for (index, &number) in fixed.iter().enumerate() {
             let plan = spec.plan(number);
             let len = plan.fixed_wire;
-            if plan.as_on_wire && plan.class != Class::Xn {
-                if group.is_none_or(|g| g.class != plan.class) {
+            if let Some(class) = plan.grouped {
+                if group.is_none_or(|g| g.class != class) {
                     if let Some(g) = group {
                         let members = fixed.get(g.first..index).unwrap_or_default();
                         self.check_group(g, segment, start, members, at);
                     }
                     group = Some(Group {
-                        class: plan.class,
+                        class,
                         from: at,
                         body: None,
                         first: index,

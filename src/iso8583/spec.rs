@@ -175,6 +175,9 @@ pub(crate) struct FieldPlan {
     /// Whether the value is kept as it stands on the wire (ASCII or binary data), so that
     /// its length in units is its length in bytes.
     pub as_on_wire: bool,
+    /// The class, when the value is kept as on the wire and the class is checked byte by
+    /// byte (not `x+n`): such fields in a row can be checked in one pass.
+    pub grouped: Option<Class>,
 }
 
 impl FieldPlan {
@@ -184,6 +187,7 @@ impl FieldPlan {
         prefix_bytes: 0,
         class: Class::B,
         as_on_wire: false,
+        grouped: None,
     };
 
     fn of(field: &FieldSpec) -> FieldPlan {
@@ -192,11 +196,13 @@ impl FieldPlan {
             LengthType::Fixed => (field.wire_len(field.max), 0),
             length => (0, length.prefix_bytes(field.length_encoding)),
         };
+        let as_on_wire = matches!(field.data, Encoding::Ascii | Encoding::Binary);
         FieldPlan {
             fixed_wire,
             prefix_bytes,
             class: field.class,
-            as_on_wire: matches!(field.data, Encoding::Ascii | Encoding::Binary),
+            as_on_wire,
+            grouped: (as_on_wire && field.class != Class::Xn).then_some(field.class),
         }
     }
 }
