@@ -1,11 +1,12 @@
 //! The in-memory message: an MTI plus the values of the fields present, kept in field
 //! order beside a 192-bit presence set, so a lookup is a population count rather than a
-//! search and a decoded message costs one allocation. A decoded message holds its frame
-//! once (one `bytes::Bytes`) and a field read as it stood on the wire (ASCII text,
-//! binary) is a range of it: no copy and no reference count per field. Other values
-//! (set in code, or converted from BCD, EBCDIC or hex) are `Bytes` of their own. A
-//! message knows nothing of wire encodings; text values are ASCII, binary values raw
-//! bytes.
+//! search. A decoded message holds its frame once (one `bytes::Bytes`) and a field read
+//! as it stood on the wire (ASCII text, binary) is a range of it: no copy and no
+//! reference count per field. The ranges of up to [`INLINE_FIELDS`] fields live inside
+//! the message, so decoding an ASCII or binary message of that size allocates nothing.
+//! Other values (set in code, or converted from BCD, EBCDIC or hex) are `Bytes` of their
+//! own. A message knows nothing of wire encodings; text values are ASCII, binary values
+//! raw bytes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -139,6 +140,16 @@ impl FieldSet {
         }
     }
 
+    /// Adds `number`, which the caller knows to be in 1-192 (one outside is ignored,
+    /// as by [`FieldSet::insert`]): the decoder's cheaper insert.
+    #[inline(always)]
+    pub(crate) fn insert_in_range(&mut self, number: u8) {
+        let index = usize::from(number.wrapping_sub(1));
+        if let Some(word) = self.0.get_mut(index / 64) {
+            *word |= (1u64 << 63) >> (index % 64);
+        }
+    }
+
     /// Removes `number`.
     pub fn remove(&mut self, number: u8) {
         if let Some((word, bit)) = Self::locate(number) {
@@ -218,17 +229,160 @@ pub struct Message {
     present: FieldSet,
     /// The frame a decoded message was read from (empty for one built in code).
     frame: Bytes,
-    values: Vec<Value>,
+    /// Where each present field's value is, in field order.
+    slots: Slots,
+    /// The values of their own that owned slots point into (in no particular order).
+    owned: Vec<Bytes>,
     masking: Masking,
 }
 
-/// Where a field's value is kept.
+/// How many fields' places a message keeps inline before it moves them to the heap: a
+/// typical authorization or financial message has 10 to 30 fields, and with 28 a whole
+/// message is at most 256 bytes (cheaper to move).
+pub const INLINE_FIELDS: usize = 28;
+
+/// Where a field's value is kept: bytes `start..end` of the message's frame (checked in
+/// range when decoded), or `owned[end]` when `start` is [`Slot::OWNED`]. Four bytes, so
+/// the inline slots of a message fit in two cache lines; a value beyond the first 64 KiB
+/// of a frame is kept as `Bytes` of its own instead (sharing the frame, not copied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    start: u16,
+    end: u16,
+}
+
+impl Slot {
+    const OWNED: u16 = u16::MAX;
+
+    fn owned(index: u16) -> Slot {
+        Slot {
+            start: Slot::OWNED,
+            end: index,
+        }
+    }
+
+    /// A range of the frame, if it can be written as one (`start <= end` given).
+    #[inline(always)]
+    fn frame(start: usize, end: usize) -> Option<Slot> {
+        // `start <= end < OWNED`: both fit and `start` is not the marker.
+        (end < usize::from(Slot::OWNED)).then_some(Slot {
+            start: start as u16,
+            end: end as u16,
+        })
+    }
+
+    /// The index into `owned`, or the range of the frame.
+    #[inline(always)]
+    fn place(self) -> Result<usize, std::ops::Range<usize>> {
+        if self.start == Slot::OWNED {
+            Ok(usize::from(self.end))
+        } else {
+            Err(usize::from(self.start)..usize::from(self.end))
+        }
+    }
+}
+
+/// The slots of the fields present, in field order: inline up to [`INLINE_FIELDS`], on
+/// the heap beyond (a small-vector without `unsafe`; every inline slot is initialized).
 #[derive(Clone)]
-enum Value {
-    /// Bytes `start..end` of the message's frame, checked in range when decoded.
-    Frame { start: usize, end: usize },
-    /// A value of its own.
-    Owned(Bytes),
+enum Slots {
+    Inline {
+        /// At most `INLINE_FIELDS`.
+        len: u8,
+        slots: [Slot; INLINE_FIELDS],
+    },
+    Heap(Vec<Slot>),
+}
+
+impl Slots {
+    const EMPTY: Slot = Slot { start: 0, end: 0 };
+
+    fn with_capacity(fields: usize) -> Slots {
+        if fields <= INLINE_FIELDS {
+            Slots::Inline {
+                len: 0,
+                slots: [Self::EMPTY; INLINE_FIELDS],
+            }
+        } else {
+            Slots::Heap(Vec::with_capacity(fields))
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[Slot] {
+        match self {
+            Slots::Inline { len, slots } => slots.get(..usize::from(*len)).unwrap_or_default(),
+            Slots::Heap(slots) => slots,
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [Slot] {
+        match self {
+            Slots::Inline { len, slots } => slots.get_mut(..usize::from(*len)).unwrap_or_default(),
+            Slots::Heap(slots) => slots,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Moves inline slots to the heap when there is no room for one more.
+    fn make_room(&mut self) {
+        if let Slots::Inline { len, slots } = self
+            && usize::from(*len) == INLINE_FIELDS
+        {
+            let mut heap = Vec::with_capacity(2 * INLINE_FIELDS);
+            heap.extend_from_slice(slots);
+            *self = Slots::Heap(heap);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, slot: Slot) {
+        match self {
+            Slots::Inline { len, slots } if usize::from(*len) < INLINE_FIELDS => {
+                slots[usize::from(*len)] = slot;
+                *len += 1;
+            }
+            _ => self.push_spilled(slot),
+        }
+    }
+
+    #[inline(never)]
+    fn push_spilled(&mut self, slot: Slot) {
+        self.make_room();
+        if let Slots::Heap(slots) = self {
+            slots.push(slot);
+        }
+    }
+
+    /// Inserts `slot` at `index` (at most the length).
+    fn insert(&mut self, index: usize, slot: Slot) {
+        self.make_room();
+        match self {
+            Slots::Inline { len, slots } => {
+                slots.copy_within(index..usize::from(*len), index + 1);
+                slots[index] = slot;
+                *len += 1;
+            }
+            Slots::Heap(slots) => slots.insert(index, slot),
+        }
+    }
+
+    /// Removes and returns the slot at `index` (below the length).
+    fn remove(&mut self, index: usize) -> Slot {
+        match self {
+            Slots::Inline { len, slots } => {
+                let slot = slots[index];
+                slots.copy_within(index + 1..usize::from(*len), index);
+                *len -= 1;
+                slot
+            }
+            Slots::Heap(slots) => slots.remove(index),
+        }
+    }
 }
 
 impl Message {
@@ -243,12 +397,14 @@ impl Message {
     }
 
     /// An empty message whose values will be read from `frame` (the decoder's start).
+    #[inline]
     pub(crate) fn reading(mti: Mti, frame: Bytes, fields: usize, masking: Masking) -> Message {
         Message {
             mti,
             present: FieldSet::new(),
             frame,
-            values: Vec::with_capacity(fields),
+            slots: Slots::with_capacity(fields),
+            owned: Vec::new(),
             masking,
         }
     }
@@ -265,14 +421,14 @@ impl Message {
 
     /// The value of field `number`.
     pub fn get(&self, number: u8) -> Option<&[u8]> {
-        self.value(number).map(|value| self.bytes_of(value))
+        self.slot(number).map(|slot| self.bytes_of(slot))
     }
 
     /// The value of field `number` as `Bytes` of its own, sharing the frame of a decoded
     /// message rather than copying it (to keep a value beyond the message, or to put it
     /// into another message).
     pub fn get_bytes(&self, number: u8) -> Option<Bytes> {
-        self.value(number).map(|value| self.share(value))
+        self.slot(number).map(|slot| self.share(slot))
     }
 
     /// The value of a text field as `&str` (`None` if absent or not UTF-8).
@@ -280,26 +436,41 @@ impl Message {
         std::str::from_utf8(self.get(number)?).ok()
     }
 
-    fn value(&self, number: u8) -> Option<&Value> {
+    fn slot(&self, number: u8) -> Option<Slot> {
         if !self.present.contains(number) {
             return None;
         }
-        self.values.get(self.present.rank(number))
+        self.slots
+            .as_slice()
+            .get(self.present.rank(number))
+            .copied()
     }
 
-    fn bytes_of<'a>(&'a self, value: &'a Value) -> &'a [u8] {
-        match value {
+    fn bytes_of(&self, slot: Slot) -> &[u8] {
+        match slot.place() {
+            Ok(index) => self.owned.get(index).map_or(&[], |b| &b[..]),
             // The decoder pushes only ranges it took from this frame.
-            Value::Frame { start, end } => self.frame.get(*start..*end).unwrap_or_default(),
-            Value::Owned(bytes) => bytes,
+            Err(range) => self.frame.get(range).unwrap_or_default(),
         }
     }
 
-    fn share(&self, value: &Value) -> Bytes {
-        match value {
-            Value::Frame { start, end } => self.frame.slice(*start..*end),
-            Value::Owned(bytes) => bytes.clone(),
+    fn share(&self, slot: Slot) -> Bytes {
+        match slot.place() {
+            Ok(index) => self.owned.get(index).cloned().unwrap_or_default(),
+            // In range by construction; never panic on a broken invariant.
+            Err(range) => match self.frame.get(range.clone()) {
+                Some(_) => self.frame.slice(range),
+                None => Bytes::new(),
+            },
         }
+    }
+
+    /// Stores a value of its own and returns its slot.
+    fn own(&mut self, value: Bytes) -> Slot {
+        // At most one owned value per field: at most 192.
+        let index = self.owned.len() as u16;
+        self.owned.push(value);
+        Slot::owned(index)
     }
 
     /// Sets field `number` (2 to 192), replacing any earlier value.
@@ -311,19 +482,33 @@ impl Message {
             (2..=MAX_FIELD).contains(&number),
             "field number {number} outside 2-{MAX_FIELD}"
         );
+        let value = value.into();
         let index = self.present.rank(number);
-        let value = Value::Owned(value.into());
         if self.present.contains(number) {
-            self.values[index] = value;
+            let old = self.slots.as_slice()[index];
+            if let Ok(owned) = old.place()
+                && let Some(place) = self.owned.get_mut(owned)
+            {
+                *place = value;
+            } else {
+                let slot = self.own(value);
+                self.slots.as_mut_slice()[index] = slot;
+            }
         } else {
+            let slot = self.own(value);
             self.present.insert(number);
-            self.values.insert(index, value);
+            self.slots.insert(index, slot);
         }
     }
 
-    /// Appends a field above every field present (the decoder's fast path).
-    pub(crate) fn push_ascending(&mut self, number: u8, value: Bytes) {
-        self.push(number, Value::Owned(value));
+    /// Appends a field above every field present (the decoder's path for converted
+    /// values); `room` is how many more such values may follow, reserved at the first.
+    pub(crate) fn push_ascending(&mut self, number: u8, value: Bytes, room: usize) {
+        if self.owned.capacity() == 0 {
+            self.owned.reserve_exact(room.min(usize::from(MAX_FIELD)));
+        }
+        let slot = self.own(value);
+        self.push(number, slot);
     }
 
     /// Appends a field above every field present whose value is bytes `start..end` of
@@ -331,14 +516,22 @@ impl Message {
     #[inline(always)]
     pub(crate) fn push_frame_range(&mut self, number: u8, start: usize, end: usize) {
         debug_assert!(start <= end && end <= self.frame.len());
-        self.push(number, Value::Frame { start, end });
+        match Slot::frame(start, end) {
+            Some(slot) => self.push(number, slot),
+            // Beyond the first 64 KiB of the frame: shared, not copied.
+            None if start <= end && end <= self.frame.len() => {
+                let value = self.frame.slice(start..end);
+                self.push_ascending(number, value, 0);
+            }
+            None => {}
+        }
     }
 
     #[inline(always)]
-    fn push(&mut self, number: u8, value: Value) {
+    fn push(&mut self, number: u8, slot: Slot) {
         debug_assert!(self.present.iter().all(|n| n < number));
-        self.present.insert(number);
-        self.values.push(value);
+        self.present.insert_in_range(number);
+        self.slots.push(slot);
     }
 
     /// Removes field `number`, returning its value.
@@ -348,15 +541,32 @@ impl Message {
         }
         let index = self.present.rank(number);
         self.present.remove(number);
-        let value = self.values.remove(index);
-        Some(self.share(&value))
+        let slot = self.slots.remove(index);
+        let Ok(owned) = slot.place() else {
+            return Some(self.share(slot));
+        };
+        let value = (owned < self.owned.len()).then(|| self.owned.swap_remove(owned));
+        // The value that was last now sits at `owned`: repoint its slot.
+        let moved = self.owned.len();
+        if let Some(slot) = self
+            .slots
+            .as_mut_slice()
+            .iter_mut()
+            .find(|slot| slot.place() == Ok(moved))
+        {
+            *slot = Slot::owned(owned as u16);
+        }
+        value
     }
 
     /// The fields present, in ascending order.
     pub fn fields(&self) -> impl Iterator<Item = (u8, &[u8])> {
-        self.present
-            .iter()
-            .zip(self.values.iter().map(|value| self.bytes_of(value)))
+        self.present.iter().zip(
+            self.slots
+                .as_slice()
+                .iter()
+                .map(|&slot| self.bytes_of(slot)),
+        )
     }
 
     /// The set of fields present.
@@ -366,12 +576,12 @@ impl Message {
 
     /// Number of fields present.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.slots.len()
     }
 
     /// Whether no field is present.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     /// Which fields are masked when shown.
@@ -455,6 +665,63 @@ mod tests {
         assert_eq!(m.get(4), None);
         assert_eq!(m.text(102), Some("5551234"));
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn a_message_is_small_enough_to_move_cheaply() {
+        assert!(std::mem::size_of::<Message>() <= 256);
+    }
+
+    #[test]
+    fn more_fields_than_fit_inline_move_to_the_heap_in_order() {
+        let mut m = Message::new(mti("0200"));
+        // Descending, so every set inserts at the front.
+        for n in (2..=128u8).rev() {
+            m.set(n, format!("{n}"));
+        }
+        assert!(m.len() > INLINE_FIELDS);
+        assert_eq!(m.len(), 127);
+        assert!(m.fields().all(|(n, v)| v == format!("{n}").as_bytes()));
+        for n in (2..=128u8).step_by(2) {
+            assert_eq!(m.remove(n).as_deref(), Some(format!("{n}").as_bytes()));
+        }
+        assert!(
+            m.fields()
+                .all(|(n, v)| n % 2 == 1 && v == format!("{n}").as_bytes())
+        );
+    }
+
+    #[test]
+    fn removing_and_replacing_owned_values_keeps_the_others() {
+        let mut m = Message::new(mti("0200"));
+        for n in [3, 4, 11, 41] {
+            m.set(n, format!("v{n}"));
+        }
+        // The value stored last (41) moves into 4's place among the owned values.
+        assert_eq!(m.remove(4).as_deref(), Some(&b"v4"[..]));
+        m.set(41, "w41");
+        m.set(4, "w4");
+        let fields: Vec<_> = m.fields().map(|(n, v)| (n, v.to_vec())).collect();
+        let expected: Vec<(u8, Vec<u8>)> = vec![
+            (3, b"v3".to_vec()),
+            (4, b"w4".to_vec()),
+            (11, b"v11".to_vec()),
+            (41, b"w41".to_vec()),
+        ];
+        assert_eq!(fields, expected);
+        assert_eq!(m.get_bytes(11).as_deref(), Some(&b"v11"[..]));
+    }
+
+    #[test]
+    fn frame_ranges_beyond_64_kib_are_shared_values() {
+        let frame = Bytes::from(vec![b'7'; 70_000]);
+        let mut m = Message::reading(mti("0200"), frame, 2, Masking::default());
+        m.push_frame_range(2, 10, 20);
+        m.push_frame_range(3, 69_990, 70_000);
+        assert_eq!(m.get(2), Some(&b"7777777777"[..]));
+        assert_eq!(m.get(3), Some(&b"7777777777"[..]));
+        assert_eq!(m.remove(3).as_deref(), Some(&b"7777777777"[..]));
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

@@ -161,6 +161,52 @@ impl FieldSpec {
     }
 }
 
+/// What the decoder needs to know of a field, worked out once when the spec loads: with
+/// it the decoder takes a run of fixed fields in one piece and checks ASCII and binary
+/// fields without looking at their [`FieldSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldPlan {
+    /// Bytes on the wire of a fixed field; 0 for a variable one (or an undefined field).
+    pub fixed_wire: usize,
+    /// Bytes of a variable field's length prefix; 0 for a fixed one.
+    pub prefix_bytes: usize,
+    /// The field's class.
+    pub class: Class,
+    /// Whether the value is kept as it stands on the wire (ASCII or binary data), so that
+    /// its length in units is its length in bytes.
+    pub as_on_wire: bool,
+    /// The class, when the value is kept as on the wire and the class is checked byte by
+    /// byte (not `x+n`): such fields in a row can be checked in one pass.
+    pub grouped: Option<Class>,
+}
+
+impl FieldPlan {
+    /// The plan of a field the spec does not define.
+    const UNDEFINED: FieldPlan = FieldPlan {
+        fixed_wire: 0,
+        prefix_bytes: 0,
+        class: Class::B,
+        as_on_wire: false,
+        grouped: None,
+    };
+
+    fn of(field: &FieldSpec) -> FieldPlan {
+        let (fixed_wire, prefix_bytes) = match field.length {
+            // `max` is at least 1, so a fixed field is never 0 bytes long.
+            LengthType::Fixed => (field.wire_len(field.max), 0),
+            length => (0, length.prefix_bytes(field.length_encoding)),
+        };
+        let as_on_wire = matches!(field.data, Encoding::Ascii | Encoding::Binary);
+        FieldPlan {
+            fixed_wire,
+            prefix_bytes,
+            class: field.class,
+            as_on_wire,
+            grouped: (as_on_wire && field.class != Class::Xn).then_some(field.class),
+        }
+    }
+}
+
 /// A complete message format: MTI and bitmap encodings plus the data elements.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -175,6 +221,8 @@ pub struct Spec {
     /// Whether bit 65 announces a tertiary bitmap (fields 129-192). Default false.
     pub tertiary_bitmap: bool,
     fields: Vec<Option<FieldSpec>>,
+    /// Each field's [`FieldPlan`], by number (any `u8` indexes it).
+    plans: Box<[FieldPlan; 256]>,
     /// The fields defined, as a set (one mask test finds a flagged undefined field).
     defined: FieldSet,
     masking: Masking,
@@ -327,6 +375,12 @@ impl Spec {
         self.fields.get(usize::from(number))?.as_ref()
     }
 
+    /// The decoder's plan of field `number` (all zero for a field the spec lacks).
+    #[inline]
+    pub(crate) fn plan(&self, number: u8) -> &FieldPlan {
+        &self.plans[usize::from(number)]
+    }
+
     /// Every defined field in ascending order.
     pub fn fields(&self) -> impl Iterator<Item = &FieldSpec> {
         self.fields.iter().flatten()
@@ -378,6 +432,12 @@ impl SpecBuilder<'_> {
             defined.insert(field.number);
             *slot = Some(field);
         }
+        let mut plans = Box::new([FieldPlan::UNDEFINED; 256]);
+        for (plan, field) in plans.iter_mut().zip(&fields) {
+            if let Some(field) = field {
+                *plan = FieldPlan::of(field);
+            }
+        }
         Ok(Spec {
             name: file.name.clone(),
             description: file.description.clone(),
@@ -385,6 +445,7 @@ impl SpecBuilder<'_> {
             bitmap: file.bitmap,
             tertiary_bitmap: file.tertiary_bitmap,
             fields,
+            plans,
             defined,
             masking,
         })
