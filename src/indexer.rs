@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{Outbound, Router};
 use crate::exceptions::ExceptionLog;
 use crate::journal::{self, JournalError};
-use crate::record::{Record, ReversalEffect};
+use crate::record::{Forwardable, Record};
 use crate::store::{Store, StoreError};
 
 /// Records applied per index batch during replay.
@@ -136,22 +136,21 @@ impl Progress {
     }
 }
 
-/// Parses durable batches, routes their credits, passes them on to the indexer.
+/// Routes the credits of durable batches, passes the batches on to the indexer.
 fn run_router(
     batches: &Receiver<Vec<journal::Record>>,
-    parsed: &Sender<Vec<(u64, Record)>>,
+    to_index: &Sender<Vec<journal::Record>>,
     router: Option<&Router>,
     progress: &Progress,
 ) -> Result<(), IndexError> {
     while let Ok(batch) = batches.recv() {
-        let records = parse_all(&batch)?;
         if let Some(router) = router {
-            route_credits(router, &records);
+            route_credits(router, &batch)?;
         }
-        let Some(&(last, _)) = records.last() else {
+        let Some(last) = batch.last().map(|r| r.seq) else {
             continue;
         };
-        if parsed.send(records).is_err() {
+        if to_index.send(batch).is_err() {
             break; // The indexer stopped on an error, which it reports.
         }
         progress.wait_within_lag(last);
@@ -165,15 +164,16 @@ fn run_router(
 fn run_indexer(
     store: &Store,
     mut log: ExceptionLog,
-    parsed: &Receiver<Vec<(u64, Record)>>,
+    batches: &Receiver<Vec<journal::Record>>,
     applied: &AtomicU64,
 ) -> Result<(), IndexError> {
-    while let Ok(mut records) = parsed.recv() {
+    while let Ok(first) = batches.recv() {
         let deadline = Instant::now() + COALESCE;
+        let mut records = parse_all(&first)?;
         while records.len() < MAX_APPLY {
             let wait = deadline.saturating_duration_since(Instant::now());
-            match parsed.recv_timeout(wait) {
-                Ok(more) => records.extend(more),
+            match batches.recv_timeout(wait) {
+                Ok(more) => records.extend(parse_all(&more)?),
                 Err(_) => break,
             }
         }
@@ -216,25 +216,22 @@ fn apply(
 
 /// Hands the credits and reversal advices of durable records to their engines before
 /// they are indexed: forwarding starts as soon as the journal has them.
-fn route_credits(router: &Router, records: &[(u64, Record)]) {
-    for (_, record) in records {
-        match record {
-            Record::Decided(decision) => {
-                if let Some(credit) = &decision.credit {
-                    router.route(Outbound::Credit(credit.clone()));
-                }
-                if let Some(ReversalEffect::Advised(advice)) =
-                    decision.reversal.as_ref().map(|r| &r.effect)
-                {
-                    router.route(Outbound::Reversal(advice.clone()));
-                }
-            }
-            Record::Resubmitted(resubmission) => {
-                router.route(Outbound::Credit(resubmission.credit.clone()));
-            }
-            _ => {}
+fn route_credits(router: &Router, batch: &[journal::Record]) -> Result<(), IndexError> {
+    for record in batch {
+        let forwardable =
+            Forwardable::from_bytes(&record.body).map_err(|e| IndexError::Record {
+                seq: record.seq,
+                reason: e.to_string(),
+            })?;
+        let advice = forwardable.advice().cloned();
+        if let Some(credit) = forwardable.credit {
+            router.route(Outbound::Credit(credit));
+        }
+        if let Some(advice) = advice {
+            router.route(Outbound::Reversal(advice));
         }
     }
+    Ok(())
 }
 
 fn parse(seq: u64, body: &[u8]) -> Result<Record, IndexError> {

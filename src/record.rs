@@ -368,3 +368,98 @@ impl Record {
         serde_json::from_slice(body)
     }
 }
+
+/// What an engine must be sent for one journal record: its credit and its reversal
+/// advice, read from the body without parsing the rest (a full [`Record`] goes through
+/// serde's buffering of internally tagged enums, several times the work).
+#[derive(Debug, Default, Deserialize)]
+pub struct Forwardable {
+    /// The credit of an approval or a resubmission.
+    #[serde(default)]
+    pub credit: Option<Credit>,
+    /// A reversal, whose effect may be an advice to the engine.
+    #[serde(default)]
+    reversal: Option<Reversal>,
+}
+
+impl Forwardable {
+    /// Reads the credit and reversal advice of a journal body.
+    pub fn from_bytes(body: &[u8]) -> Result<Forwardable, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// The reversal advice for the engine, if the record has one.
+    pub fn advice(&self) -> Option<&ReversalAdvice> {
+        match self.reversal.as_ref().map(|r| &r.effect) {
+            Some(ReversalEffect::Advised(advice)) => Some(advice),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credit(confirmation: &str) -> Credit {
+        Credit {
+            engine: "prepaid".into(),
+            min: "2065550100".into(),
+            amount: 2500,
+            currency: "840".into(),
+            confirmation: confirmation.into(),
+            processing_code: "280000".into(),
+            rrn: "000000000001".into(),
+        }
+    }
+
+    fn forwardable(record: &Record) -> Forwardable {
+        Forwardable::from_bytes(&record.to_bytes()).expect("readable")
+    }
+
+    #[test]
+    fn the_router_reads_exactly_what_the_record_gives_the_engine() {
+        let key = TransactionKey("k".into());
+        let mut approved =
+            Decision::new(key.clone(), "f".into(), "0200".into(), Summary::default());
+        approved.credit = Some(credit("100000000009"));
+        let read = forwardable(&Record::Decided(Box::new(approved.clone())));
+        assert_eq!(read.credit, Some(credit("100000000009")));
+        assert!(read.advice().is_none());
+
+        let mut reversal =
+            Decision::new(key.clone(), "f".into(), "0400".into(), Summary::default());
+        let advice = ReversalAdvice {
+            credit: credit("100000000009"),
+            remaining: 0,
+        };
+        reversal.reversal = Some(Reversal {
+            original: Some(key.clone()),
+            reversed: 2500,
+            effect: ReversalEffect::Advised(advice.clone()),
+            early: None,
+        });
+        let read = forwardable(&Record::Decided(Box::new(reversal.clone())));
+        assert_eq!((read.credit.as_ref(), read.advice()), (None, Some(&advice)));
+
+        reversal.reversal = Some(Reversal {
+            original: Some(key),
+            reversed: 2500,
+            effect: ReversalEffect::Released,
+            early: None,
+        });
+        let read = forwardable(&Record::Decided(Box::new(reversal)));
+        assert!(read.credit.is_none() && read.advice().is_none());
+
+        let acked = Record::CreditAcked(Delivery {
+            engine: "prepaid".into(),
+            confirmation: "100000000009".into(),
+            mti: "0230".into(),
+            link: "127.0.0.1:9583".into(),
+            attempt: 1,
+            at_ms: 0,
+        });
+        let read = forwardable(&acked);
+        assert!(read.credit.is_none() && read.advice().is_none());
+    }
+}
