@@ -15,7 +15,7 @@ use crate::engine::{Outbound, Router};
 use crate::exceptions::ExceptionLog;
 use crate::journal::{self, JournalError};
 use crate::record::{Forwardable, Record};
-use crate::store::{Store, StoreError};
+use crate::store::{Novelty, Store, StoreError};
 
 /// Records applied per index batch during replay.
 const REPLAY_BATCH: usize = 1024;
@@ -41,6 +41,9 @@ pub enum IndexError {
     /// The exception log could not be written.
     #[error("exception log: {0}")]
     Log(#[from] std::io::Error),
+    /// The router thread panicked.
+    #[error("the router thread panicked")]
+    RouterPanicked,
 }
 
 /// Applies the journal records after the index's position; returns how many.
@@ -56,11 +59,11 @@ pub fn replay(
         let record = record?;
         batch.push((record.seq, parse(record.seq, &record.body)?));
         if batch.len() == REPLAY_BATCH {
-            count += apply(store, log, &batch)?;
+            count += apply(store, log, &batch, Novelty::MaybeApplied)?;
             batch.clear();
         }
     }
-    count += apply(store, log, &batch)?;
+    count += apply(store, log, &batch, Novelty::MaybeApplied)?;
     log.flush()?;
     Ok(count)
 }
@@ -85,13 +88,16 @@ pub const MAX_INDEX_LAG: u64 = 200_000;
 /// applies them to sled at the lowest priority, so that on a busy machine the sessions
 /// answering acquirers come first and index work fills the idle time. Both stop when
 /// the journal closes (the sender is dropped) or on the first error, which the
-/// returned handle gives back.
+/// returned handle gives back; an error also sets `failed` at once (the switch stops on
+/// it: it must not go on answering with indexes it cannot keep). When the indexer has
+/// failed, the router still hands credits to the engines while the switch drains.
 pub fn spawn(
     store: Store,
     log: ExceptionLog,
     batches: Receiver<Vec<journal::Record>>,
     applied: Arc<AtomicU64>,
     router: Option<Router>,
+    failed: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<Result<(), IndexError>>> {
     let (parsed, to_index) = std::sync::mpsc::channel();
     let progress = Progress {
@@ -99,22 +105,36 @@ pub fn spawn(
         indexing: Arc::new(AtomicBool::new(true)),
     };
     let followed = progress.clone();
+    let router_failed = failed.clone();
     let routing = std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || run_router(&batches, &parsed, router.as_ref(), &followed))?;
+        .spawn(move || {
+            let routed = run_router(&batches, &parsed, router.as_ref(), &followed);
+            report(&routed, &router_failed, "router");
+            routed
+        })?;
     std::thread::Builder::new()
         .name("indexer".into())
         .spawn(move || {
             yield_to_sessions();
             let indexed = run_indexer(&store, log, &to_index, &applied);
+            report(&indexed, &failed, "indexer");
             // The router ends when the journal closes, or early on a record it cannot
             // read; if the indexer stopped first, on an error, the router must not
             // wait for it any longer.
             progress.indexing.store(false, Ordering::Release);
             drop(to_index);
-            let routed = routing.join().unwrap_or(Ok(()));
+            let routed = routing.join().unwrap_or(Err(IndexError::RouterPanicked));
             indexed.and(routed)
         })
+}
+
+/// Logs a thread's error at once and raises `failed`.
+fn report(outcome: &Result<(), IndexError>, failed: &AtomicBool, thread: &str) {
+    if let Err(e) = outcome {
+        tracing::error!("{thread} stopped: {e}");
+        failed.store(true, Ordering::Release);
+    }
 }
 
 /// How far the indexer got, shared with the router.
@@ -150,10 +170,10 @@ fn run_router(
         let Some(last) = batch.last().map(|r| r.seq) else {
             continue;
         };
-        if to_index.send(batch).is_err() {
-            break; // The indexer stopped on an error, which it reports.
+        // A failed indexer has dropped its end: credits are still routed.
+        if to_index.send(batch).is_ok() {
+            progress.wait_within_lag(last);
         }
-        progress.wait_within_lag(last);
     }
     Ok(())
 }
@@ -177,7 +197,7 @@ fn run_indexer(
                 Err(_) => break,
             }
         }
-        apply(store, &mut log, &records)?;
+        apply(store, &mut log, &records, Novelty::New)?;
         log.flush()?;
         if let Some((last, _)) = records.last() {
             applied.store(*last, Ordering::Release);
@@ -206,8 +226,9 @@ fn apply(
     store: &Store,
     log: &mut ExceptionLog,
     records: &[(u64, Record)],
+    novelty: Novelty,
 ) -> Result<u64, IndexError> {
-    store.apply(records)?;
+    store.apply_records(records, novelty)?;
     for (seq, record) in records {
         log.record(*seq, record)?;
     }
@@ -239,4 +260,38 @@ fn parse(seq: u64, body: &[u8]) -> Result<Record, IndexError> {
         seq,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_the_indexer_cannot_read_raises_failed_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("index")).expect("store");
+        let log = ExceptionLog::open(&dir.path().join("exceptions"), &dir.path().join("fraud"))
+            .expect("logs");
+        let (sink, batches) = std::sync::mpsc::sync_channel(4);
+        let failed = Arc::new(AtomicBool::new(false));
+        let applied = Arc::new(AtomicU64::new(0));
+        let handle =
+            spawn(store, log, batches, applied, None, failed.clone()).expect("threads start");
+        let garbage = journal::Record {
+            seq: 1,
+            body: bytes::Bytes::from_static(b"{not json"),
+        };
+        sink.send(vec![garbage]).expect("send");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !failed.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "failed never raised");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(sink);
+        let outcome = handle.join().expect("indexer thread");
+        assert!(
+            matches!(outcome, Err(IndexError::Record { seq: 1, .. })),
+            "{outcome:?}"
+        );
+    }
 }

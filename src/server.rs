@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::thread::JoinHandle;
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::acquirer::{self, Context, Settings};
 use crate::config::{AcquirerConfig, Config, OrphanReversal};
@@ -97,6 +97,8 @@ pub struct DataDir {
     /// The last journal position the indexer applied.
     pub applied: Arc<AtomicU64>,
     indexer: Option<JoinHandle<Result<(), IndexError>>>,
+    /// Set when the indexer or the router stopped on an error.
+    index_failed: Arc<AtomicBool>,
 }
 
 impl DataDir {
@@ -128,14 +130,23 @@ impl DataDir {
             path.display()
         );
         let applied = Arc::new(AtomicU64::new(store.applied_seq()?));
-        let indexer = indexer::spawn(store.clone(), log, batches, applied.clone(), router)
-            .map_err(io_error(&path))?;
+        let index_failed = Arc::new(AtomicBool::new(false));
+        let indexer = indexer::spawn(
+            store.clone(),
+            log,
+            batches,
+            applied.clone(),
+            router,
+            index_failed.clone(),
+        )
+        .map_err(io_error(&path))?;
         Ok(DataDir {
             path,
             journal,
             store,
             applied,
             indexer: Some(indexer),
+            index_failed,
         })
     }
 
@@ -257,6 +268,11 @@ pub async fn run_reporting(
     if let Some(ready) = ready {
         let _ = ready.send(bound);
     }
+    tokio::spawn(stop_when_indexing_fails(
+        data.index_failed.clone(),
+        fatal.clone(),
+        shutdown.clone(),
+    ));
     tokio::select! {
         () = shutdown.cancelled() => info!("shutting down: draining in-flight messages"),
         () = fatal.cancelled() => shutdown.cancel(),
@@ -281,6 +297,26 @@ pub async fn run_reporting(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Stops the switch (as a fatal error) when the indexer or the router fails: the
+/// indexes are what repeats, reversals and restarts rely on.
+async fn stop_when_indexing_fails(
+    failed: Arc<AtomicBool>,
+    fatal: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+        if failed.load(std::sync::atomic::Ordering::Acquire) {
+            error!("the indexes can no longer follow the journal: stopping");
+            fatal.cancel();
+            return;
+        }
+    }
 }
 
 /// The decider of a data directory, with the config's rules, routes and policy.

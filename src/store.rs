@@ -325,12 +325,15 @@ impl Store {
         let Some(counter) = numbers.counter_of(confirmation) else {
             return Ok(None);
         };
-        let page = self
+        // Pages do not overlap while counters are journaled in the order they are
+        // issued (under the decider's lock); a few more are looked at all the same.
+        let pages = self
             .db
             .range(CONFIRMATION_PAGES.to_vec()..=page_key(counter))
-            .next_back()
-            .transpose()?;
-        if let Some((k, v)) = page {
+            .rev()
+            .take(PAGES_LOOKED_AT);
+        for page in pages {
+            let (k, v) = page?;
             let first = k
                 .get(CONFIRMATION_PAGES.len()..)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -460,7 +463,17 @@ impl Store {
     /// computes the same writes again. They are idempotent: every write sets a value
     /// the records determine, and a usage slot remembers the last record counted in it.
     pub fn apply(&self, records: &[(u64, Record)]) -> Result<(), StoreError> {
-        let Some((writes, usage)) = self.stage(records)? else {
+        self.apply_records(records, Novelty::MaybeApplied)
+    }
+
+    /// [`Store::apply`], told whether the records may have been applied in part before
+    /// (see [`Novelty`]).
+    pub fn apply_records(
+        &self,
+        records: &[(u64, Record)],
+        novelty: Novelty,
+    ) -> Result<(), StoreError> {
+        let Some((writes, usage)) = self.stage(records, novelty)? else {
             return Ok(());
         };
         let last = self.write(writes)?;
@@ -471,13 +484,17 @@ impl Store {
 
     /// The writes of the records after the applied position, with the last position,
     /// and the usage slots they write.
-    fn stage(&self, records: &[(u64, Record)]) -> Result<Option<Staged>, StoreError> {
+    fn stage(
+        &self,
+        records: &[(u64, Record)],
+        novelty: Novelty,
+    ) -> Result<Option<Staged>, StoreError> {
         let applied = self.applied_seq()?;
         let fresh: Vec<&(u64, Record)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
         let Some((last, _)) = fresh.last() else {
             return Ok(None);
         };
-        let mut batch = BatchBuilder::new(self);
+        let mut batch = BatchBuilder::new(self, novelty);
         for (seq, record) in &fresh {
             batch.add(*seq, record)?;
         }
@@ -520,6 +537,18 @@ impl Store {
             }
         }
     }
+}
+
+/// Whether the records being applied may have been applied in part before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Novelty {
+    /// Records journaled since this process started: no apply has touched them, so an
+    /// entry they create and remove (an outbox entry acknowledged within the batch) was
+    /// never in sled and costs nothing.
+    New,
+    /// Records the journal held at start: an apply cut short by a crash may have
+    /// written some of their entries, so every removal is written.
+    MaybeApplied,
 }
 
 /// Key-value writes in the order they are made; `None` removes the key.
@@ -572,14 +601,16 @@ struct BatchBuilder<'a> {
     usage: HashMap<Vec<u8>, (String, UsageSlot)>,
     queue: HashMap<u64, QueueItem>,
     counter: Option<u64>,
+    novelty: Novelty,
     /// Confirmation counters issued by these records, with their transactions.
     confirmations: Vec<(u64, TransactionKey)>,
 }
 
 impl<'a> BatchBuilder<'a> {
-    fn new(store: &'a Store) -> BatchBuilder<'a> {
+    fn new(store: &'a Store, novelty: Novelty) -> BatchBuilder<'a> {
         BatchBuilder {
             store,
+            novelty,
             writes: HashMap::new(),
             created: std::collections::HashSet::new(),
             usage: HashMap::new(),
@@ -719,10 +750,11 @@ impl<'a> BatchBuilder<'a> {
         self.writes.insert(k, Some(json(value)));
     }
 
-    /// Removes an entry; one created in this very batch is simply not written, so an
-    /// outbox entry acknowledged before its batch is applied costs sled nothing.
+    /// Removes an entry; one that new records created in this very batch is simply not
+    /// written, so an outbox entry acknowledged before its batch is applied costs sled
+    /// nothing.
     fn delete(&mut self, k: Vec<u8>) {
-        if self.created.remove(&k) {
+        if self.created.remove(&k) && self.novelty == Novelty::New {
             self.writes.remove(&k);
         } else {
             self.writes.insert(k, None);
@@ -774,10 +806,14 @@ impl<'a> BatchBuilder<'a> {
     }
 
     /// Remembers the transaction a confirmation counter was issued to.
+    /// A completion reuses its hold's number and carries counter 0: its number is
+    /// found through the hold, whose entry names the completion.
     fn confirmed(&mut self, counter: u64, transaction: &TransactionKey) {
         self.counter = Some(self.counter.unwrap_or(0).max(counter));
-        self.confirmations
-            .push((counter % SPACE, transaction.clone()));
+        if counter > 0 {
+            self.confirmations
+                .push((counter % SPACE, transaction.clone()));
+        }
     }
 
     /// Counts a usage change once: a slot already holding record `seq` (written before
@@ -828,6 +864,9 @@ impl<'a> BatchBuilder<'a> {
 /// write per run instead of one per approval: counters are issued in journal order,
 /// so an indexer batch is mostly one run.
 const CONFIRMATION_PAGES: &[u8] = b"c#";
+
+/// Pages at or below a counter that a lookup reads before giving up.
+const PAGES_LOOKED_AT: usize = 4;
 
 fn page_key(first: u64) -> Vec<u8> {
     let mut k = CONFIRMATION_PAGES.to_vec();
@@ -913,7 +952,7 @@ fn parse<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Approval, Summary};
+    use crate::record::{Approval, Reversal, Summary};
     use crate::switch::accounts::AccountStatus;
 
     fn decision(key: &str, counter: u64, amount: u64) -> Decision {
@@ -998,14 +1037,16 @@ mod tests {
         let staged = {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(dir.path()).expect("open");
-            let ((writes, _), _) = store.stage(&records).expect("stage").expect("fresh");
+            let staged = store.stage(&records, Novelty::MaybeApplied);
+            let ((writes, _), _) = staged.expect("stage").expect("fresh");
             writes.len()
         };
         // A crash after any number of the writes, before the position is written.
         for cut in 0..=staged {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(dir.path()).expect("open");
-            let ((writes, last), _) = store.stage(&records).expect("stage").expect("fresh");
+            let stage = store.stage(&records, Novelty::MaybeApplied);
+            let ((writes, last), _) = stage.expect("stage").expect("fresh");
             let partial: Writes = writes.into_iter().take(cut).collect();
             store.write((partial, last)).expect("partial write");
             store.apply(&records).expect("replay");
@@ -1062,6 +1103,65 @@ mod tests {
             store.by_confirmation(&numbers, &old).expect("get"),
             Some(TransactionKey("old".into()))
         );
+    }
+
+    #[test]
+    fn a_credit_cancelled_after_a_cut_short_apply_stays_out_of_the_outbox() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let approval = (1, Record::Decided(Box::new(decision("k1", 1, 2500))));
+        // The approval's writes reached sled, its position did not (a crash).
+        let staged = store.stage(std::slice::from_ref(&approval), Novelty::MaybeApplied);
+        let ((writes, last), _) = staged.expect("stage").expect("fresh");
+        store.write((writes, last)).expect("partial write");
+        assert_eq!(store.outbox("prepaid").expect("outbox").len(), 1);
+        let mut reversal = Decision::new(
+            TransactionKey("r1".into()),
+            "f".into(),
+            "0400".into(),
+            Summary::default(),
+        );
+        reversal.reversal = Some(Reversal {
+            original: Some(TransactionKey("k1".into())),
+            reversed: 2500,
+            effect: ReversalEffect::Cancelled {
+                engine: "prepaid".into(),
+                confirmation: "000000000001".into(),
+                remaining: None,
+            },
+            early: None,
+        });
+        // The replay on start applies both in one batch.
+        let replayed = [approval, (2, Record::Decided(Box::new(reversal)))];
+        store.apply(&replayed).expect("replay");
+        assert!(
+            store.outbox("prepaid").expect("outbox").is_empty(),
+            "a fully reversed, unsent credit must not be sent after the restart"
+        );
+    }
+
+    #[test]
+    fn completions_reusing_a_number_leave_the_confirmation_pages_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let numbers = ConfirmationNumbers::new(b"store test key, sixteen+ bytes");
+        let completion = |key: &str| {
+            let mut decided = decision(key, 0, 100);
+            decided.credit = None;
+            Record::Decided(Box::new(decided))
+        };
+        store
+            .apply(&[
+                (1, completion("c1")),
+                (2, Record::Decided(Box::new(decision("k1", 1, 100)))),
+                (3, Record::Decided(Box::new(decision("k2", 2, 100)))),
+            ])
+            .expect("apply");
+        store.apply(&[(4, completion("c2"))]).expect("apply");
+        for (counter, key) in [(1, "k1"), (2, "k2")] {
+            let found = store.by_confirmation(&numbers, &numbers.number(counter));
+            assert_eq!(found.expect("get"), Some(TransactionKey(key.into())));
+        }
     }
 
     fn acked(confirmation: &str) -> Record {
