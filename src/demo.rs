@@ -131,24 +131,23 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let bar = progress(requests as u64, "replenishing");
     let template = crate::bench::reference_request(&spec).map_err(fail)?;
     let codec = FrameCodec::new(acquirer.framing);
+    let exchange = |message: Message| {
+        let spec = &spec;
+        async move {
+            let timeout = Duration::from_secs(10);
+            (client::exchange(acquirer.listen, spec, codec, &message, timeout).await).map_err(fail)
+        }
+    };
     let mut codes = BTreeMap::new();
     let mut approved = Vec::new();
     let mut to_reverse = Vec::new();
     for n in 0..requests {
         let request = demo_request(&template, &accounts, n)?;
-        let answer = client::exchange(
-            acquirer.listen,
-            &spec,
-            codec,
-            &request,
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(fail)?;
+        let answer = exchange(request.clone()).await?;
         let code = answer.text(39).unwrap_or("??").to_owned();
         if let (Some("00"), Some(confirmation)) = (answer.text(39), answer.text(62)) {
             if approved.len() % 10 == 0 {
-                to_reverse.push((request.clone(), confirmation.to_owned()));
+                to_reverse.push((request, confirmation.to_owned()));
             }
             approved.push(confirmation.to_owned());
         }
@@ -162,16 +161,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let mut reversed = Vec::new();
     if credited.credited == approved.len() {
         for (n, (original, confirmation)) in to_reverse.iter().enumerate() {
-            let reversal = reversal_of(original, requests + n + 1);
-            let answer = client::exchange(
-                acquirer.listen,
-                &spec,
-                codec,
-                &reversal,
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(fail)?;
+            let answer = exchange(reversal_of(original, requests + n + 1)).await?;
             if answer.text(39) == Some("00") {
                 reversed.push(confirmation.clone());
             }

@@ -76,15 +76,15 @@ const MAX_APPLY: usize = 4096;
 /// p90 of 16 ms instead of 7-8 ms at 5,000/s: its bursts of sled work hold a core.
 const COALESCE: Duration = Duration::from_millis(10);
 
-/// Most journal records parsed and routed but not yet indexed (about ten seconds at
+/// Most journal records routed but not yet indexed (about ten seconds at
 /// 20,000 approvals a second). When the indexer is this far behind, the router waits,
 /// the journal writer waits behind it, and acks stop until the index catches up: the
 /// lag, and the decider's memory of what the index lacks, stay bounded under sustained
 /// overload.
 pub const MAX_INDEX_LAG: u64 = 200_000;
 
-/// Starts the threads that follow the journal's durable batches: a router that parses
-/// each batch and hands its credits to the engines at once, and the indexer, which
+/// Starts the threads that follow the journal's durable batches: a router that reads
+/// each batch's credits and reversal advices and hands them to the engines at once, and the indexer, which
 /// applies them to sled at the lowest priority, so that on a busy machine the sessions
 /// answering acquirers come first and index work fills the idle time. Both stop when
 /// the journal closes (the sender is dropped) or on the first error, which the
@@ -99,7 +99,7 @@ pub fn spawn(
     router: Option<Router>,
     failed: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<Result<(), IndexError>>> {
-    let (parsed, to_index) = std::sync::mpsc::channel();
+    let (to_index, indexer_batches) = std::sync::mpsc::channel();
     let progress = Progress {
         applied: applied.clone(),
         indexing: Arc::new(AtomicBool::new(true)),
@@ -109,7 +109,7 @@ pub fn spawn(
     let routing = std::thread::Builder::new()
         .name("router".into())
         .spawn(move || {
-            let routed = run_router(&batches, &parsed, router.as_ref(), &followed);
+            let routed = run_router(&batches, &to_index, router.as_ref(), &followed);
             report(&routed, &router_failed, "router");
             routed
         })?;
@@ -117,13 +117,13 @@ pub fn spawn(
         .name("indexer".into())
         .spawn(move || {
             yield_to_sessions();
-            let indexed = run_indexer(&store, log, &to_index, &applied);
+            let indexed = run_indexer(&store, log, &indexer_batches, &applied);
             report(&indexed, &failed, "indexer");
             // The router ends when the journal closes, or early on a record it cannot
             // read; if the indexer stopped first, on an error, the router must not
             // wait for it any longer.
             progress.indexing.store(false, Ordering::Release);
-            drop(to_index);
+            drop(indexer_batches);
             let routed = routing.join().unwrap_or(Err(IndexError::RouterPanicked));
             indexed.and(routed)
         })
@@ -178,7 +178,7 @@ fn run_router(
     Ok(())
 }
 
-/// Applies parsed batches to sled, gathering those that arrive within [`COALESCE`]
+/// Parses durable batches and applies them to sled, gathering those that arrive within [`COALESCE`]
 /// into one sled batch: fewer, larger batches share the position and counter writes,
 /// add up usage, and cancel outbox entries acknowledged within the window.
 fn run_indexer(
