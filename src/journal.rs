@@ -15,12 +15,19 @@
 //! `[len u32 LE][crc32c u32 LE][payload]`, where payload is `[seq u64 LE][body]`, `len`
 //! is the payload's length and the CRC (CRC-32C) covers the payload. Sequence numbers
 //! start at 1 and are consecutive across segments.
+//!
+//! A segment may end in zeros: the writer fills space made in advance (see [`space`]),
+//! so the records end at the first all-zero header when everything after it is zero
+//! too. Recovery and readers take such a tail as free space, not as damage.
+
+mod space;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -67,6 +74,10 @@ pub struct JournalConfig {
     /// The largest body an append accepts, in bytes; a larger one is
     /// [`JournalError::TooLarge`]. Default 1 MiB.
     pub max_record: usize,
+    /// Make each next segment in advance as a synced file of zeros, so that appends
+    /// overwrite space instead of growing a file and every `fdatasync` writes data
+    /// only (see [`space`]). Default on; off, segments grow as they are written.
+    pub prepare_segments: bool,
 }
 
 impl JournalConfig {
@@ -76,6 +87,7 @@ impl JournalConfig {
             dir: dir.into(),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             max_record: DEFAULT_MAX_RECORD,
+            prepare_segments: true,
         }
     }
 
@@ -719,34 +731,49 @@ struct SegmentWriter {
     dir: PathBuf,
     path: PathBuf,
     file: File,
-    /// Bytes in the segment.
+    /// Bytes of records in the segment: where the next one goes.
     len: u64,
+    /// The file's length: past `len` it holds zeros made in advance.
+    space: u64,
     /// [`JournalConfig::segment_bytes`].
     limit: u64,
+    /// Makes the next segments' space, with [`JournalConfig::prepare_segments`].
+    preparer: Option<space::Preparer>,
 }
 
 impl SegmentWriter {
-    /// Opens the last segment for appending (creating the first one in an empty
+    /// Opens the last segment for writing (creating the first one in an empty
     /// journal) and makes whatever it holds durable, since a crashed process may have
     /// left unsynced records that recovery counted.
     fn open(config: &JournalConfig, tail: Option<Tail>) -> Result<SegmentWriter, JournalError> {
-        let (path, len) = match tail {
-            Some(tail) => (tail.path, tail.len),
-            None => (segment_path(&config.dir, 1), 0),
-        };
+        let tail = tail.unwrap_or_else(|| Tail {
+            path: segment_path(&config.dir, 1),
+            len: 0,
+            space: 0,
+        });
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
-        file.sync_data().map_err(io_error(&path))?;
+            .write(true)
+            .truncate(false)
+            .open(&tail.path)
+            .map_err(io_error(&tail.path))?;
+        file.sync_data().map_err(io_error(&tail.path))?;
         sync_dir(&config.dir)?;
+        let preparer = match config.prepare_segments {
+            true => Some(
+                space::Preparer::start(&config.dir, config.segment_bytes)
+                    .map_err(io_error(&config.dir))?,
+            ),
+            false => None,
+        };
         Ok(SegmentWriter {
             dir: config.dir.clone(),
-            path,
+            path: tail.path,
             file,
-            len,
+            len: tail.len,
+            space: tail.space,
             limit: config.segment_bytes,
+            preparer,
         })
     }
 
@@ -756,17 +783,35 @@ impl SegmentWriter {
         let mut index = 0;
         while let Some(&(seq, start)) = batch.frames.get(index) {
             let frame = (batch.frame_end(index) - start) as u64;
-            if self.len > 0 && self.len + frame > self.limit {
-                self.rotate(seq)?;
-            }
+            self.make_room(seq, frame)?;
             let end_index = self.fitting(batch, index);
             let end = batch.frame_end(end_index - 1);
             self.file
-                .write_all(&batch.bytes[start..end])
+                .write_all_at(&batch.bytes[start..end], self.len)
                 .map_err(io_error(&self.path))?;
             self.sync(shared)?;
             self.len += (end - start) as u64;
+            self.space = self.space.max(self.len);
             index = end_index;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment at `seq` if a frame of `frame` bytes does not fit in this
+    /// one, or if it would grow this file while prepared space is ready.
+    fn make_room(&mut self, seq: u64, frame: u64) -> Result<(), JournalError> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let end = self.len + frame;
+        if end > self.limit {
+            let prepared = self.preparer.as_ref().and_then(space::Preparer::take);
+            return self.rotate(seq, prepared);
+        }
+        if end > self.space
+            && let Some(prepared) = self.preparer.as_ref().and_then(space::Preparer::take)
+        {
+            return self.rotate(seq, Some(prepared));
         }
         Ok(())
     }
@@ -796,19 +841,36 @@ impl SegmentWriter {
     }
 
     /// Starts the segment whose first record is `first_seq` (the current one is
-    /// already synced).
-    fn rotate(&mut self, first_seq: u64) -> Result<(), JournalError> {
+    /// already synced): the prepared file under the segment's name if there is one,
+    /// else a new empty file. A second name, then the first removed: a link, unlike a
+    /// rename, never replaces an existing segment.
+    fn rotate(
+        &mut self,
+        first_seq: u64,
+        prepared: Option<space::Prepared>,
+    ) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, first_seq);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let (file, space) = match prepared {
+            Some(prepared) => {
+                fs::hard_link(&prepared.path, &path).map_err(io_error(&path))?;
+                fs::remove_file(&prepared.path).map_err(io_error(&prepared.path))?;
+                (prepared.file, prepared.len)
+            }
+            None => {
+                let file = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_error(&path))?;
+                (file, 0)
+            }
+        };
         sync_dir(&self.dir)?;
-        debug!(journal.segment = %path.display(), "journal segment started");
+        debug!(journal.segment = %path.display(), journal.prepared = space > 0, "journal segment started");
         self.path = path;
         self.file = file;
         self.len = 0;
+        self.space = space;
         Ok(())
     }
 }
@@ -816,8 +878,10 @@ impl SegmentWriter {
 /// The last segment after recovery, which the writer appends to.
 struct Tail {
     path: PathBuf,
-    /// Its length after any cut.
+    /// Bytes of records, after any cut.
     len: u64,
+    /// The file's length: zeros from `len` on.
+    space: u64,
 }
 
 /// A segment file and the first sequence number its name promises.
@@ -839,16 +903,18 @@ fn recover(config: &JournalConfig) -> Result<(Recovery, Option<Tail>), JournalEr
         let scan = scan_segment(&data, next);
         records += scan.next_seq - next;
         next = scan.next_seq;
-        let mut len = data.len() as u64;
+        let mut len = scan.end as u64;
+        let mut space = data.len() as u64;
         if let Some(defect) = scan.defect {
             let last = index + 1 == segments.len();
             let tail_cut = judge(segment, &data, scan.end, defect, last, next - 1)?;
-            len = tail_cut.offset;
+            (len, space) = (tail_cut.offset, tail_cut.offset);
             cut = Some(tail_cut);
         }
         tail = Some(Tail {
             path: segment.path.clone(),
             len,
+            space,
         });
     }
     let recovery = Recovery {
@@ -888,6 +954,8 @@ struct Scan {
     defect: Option<Defect>,
 }
 
+/// Reads a segment's records up to the first bad one. Zeros from a record boundary to
+/// the end of the file are free space, not a defect.
 fn scan_segment(data: &[u8], first_seq: u64) -> Scan {
     let (mut end, mut next_seq) = (0, first_seq);
     while end < data.len() {
@@ -896,6 +964,7 @@ fn scan_segment(data: &[u8], first_seq: u64) -> Scan {
                 end += frame;
                 next_seq += 1;
             }
+            Err(Defect::Zeros) if all_zeros(&data[end..]) => break,
             Err(defect) => {
                 return Scan {
                     next_seq,
@@ -997,6 +1066,10 @@ fn cut_tail(
     })
 }
 
+fn all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&byte| byte == 0)
+}
+
 /// Checks the record at the start of `buf`; returns its length on disk.
 fn check_frame(buf: &[u8], expected: u64) -> Result<usize, Defect> {
     let Some(header) = buf.get(..HEADER) else {
@@ -1017,7 +1090,7 @@ fn check_frame(buf: &[u8], expected: u64) -> Result<usize, Defect> {
 
 /// The defect of a header cut short by the end of the file.
 fn short_header(buf: &[u8]) -> Defect {
-    if buf.iter().all(|&byte| byte == 0) {
+    if all_zeros(buf) {
         Defect::Zeros
     } else {
         Defect::ShortHeader {
@@ -1173,10 +1246,12 @@ impl SegmentReader {
             return Ok(None);
         }
         if available < HEADER {
-            return self.incomplete(short_header(&header[..available]));
+            return self.bad(short_header(&header[..available]));
         }
         let (len, stored) = parse_header(&header);
-        check_length(len, stored).map_err(|defect| self.corrupt(&defect))?;
+        if let Err(defect) = check_length(len, stored) {
+            return self.bad(defect);
+        }
         let mut payload = Vec::with_capacity((len as usize).min(READ_RESERVE));
         let mut reader = self.reader.by_ref().take(u64::from(len));
         reader
@@ -1184,9 +1259,11 @@ impl SegmentReader {
             .map_err(io_error(&self.path))?;
         if payload.len() < len as usize {
             let available = payload.len();
-            return self.incomplete(Defect::PastEnd { len, available });
+            return self.bad(Defect::PastEnd { len, available });
         }
-        check_payload(stored, &payload, self.next_seq).map_err(|defect| self.corrupt(&defect))?;
+        if let Err(defect) = check_payload(stored, &payload, self.next_seq) {
+            return self.bad(defect);
+        }
         let record = Record {
             seq: self.next_seq,
             body: Bytes::from(payload).slice(SEQ..),
@@ -1196,10 +1273,14 @@ impl SegmentReader {
         Ok(Some(record))
     }
 
-    /// A record cut short by the end of the file. In the last segment, with no valid
-    /// later record behind it, that is the end of the log (a record being written, or
-    /// a torn tail); anywhere else it is corruption.
-    fn incomplete(&self, defect: Defect) -> Result<Option<Record>, JournalError> {
+    /// A record that is not there whole and right. Zeros to the end of the file are
+    /// free space: the segment's records end. In the last segment, with no valid later
+    /// record behind it, any defect is the end of the log (a record being written, or
+    /// a torn tail that the next open cuts); anywhere else it is corruption.
+    fn bad(&mut self, defect: Defect) -> Result<Option<Record>, JournalError> {
+        if defect == Defect::Zeros && self.rest_is_zeros()? {
+            return Ok(None);
+        }
         if !self.last {
             return Err(self.corrupt(&defect));
         }
@@ -1212,6 +1293,20 @@ impl SegmentReader {
                 offset: self.offset,
                 reason: format!("{defect}, and a valid record (seq {seq}) follows {at} bytes on"),
             }),
+        }
+    }
+
+    /// Reads the rest of the file; whether it is all zeros.
+    fn rest_is_zeros(&mut self) -> Result<bool, JournalError> {
+        let mut buf = vec![0; READ_RESERVE];
+        loop {
+            let read = read_full(&mut self.reader, &mut buf).map_err(io_error(&self.path))?;
+            if !all_zeros(&buf[..read]) {
+                return Ok(false);
+            }
+            if read < buf.len() {
+                return Ok(true);
+            }
         }
     }
 
@@ -1392,6 +1487,10 @@ mod tests {
         let mut data = [frame(1, b"a"), frame(2, b"bb"), frame(3, b"ccc")].concat();
         let end = data.len();
         data.extend_from_slice(&[0; 10]);
+        let scan = scan_segment(&data, 1);
+        assert_eq!((scan.next_seq, scan.end), (4, end));
+        assert_eq!(scan.defect, None, "zeros to the end are free space");
+        data.push(1);
         let scan = scan_segment(&data, 1);
         assert_eq!((scan.next_seq, scan.end), (4, end));
         assert_eq!(scan.defect, Some(Defect::Zeros));

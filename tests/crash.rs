@@ -10,6 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use replenish::config::Config;
@@ -131,6 +133,7 @@ async fn pump(
     connection: usize,
     accounts: Vec<String>,
     window: u32,
+    answered: Arc<AtomicUsize>,
 ) -> HashMap<u32, Message> {
     let mut client = Client::connect(addr).await;
     let mut answers = HashMap::new();
@@ -146,6 +149,7 @@ async fn pump(
             Some(answer) => {
                 let stan = answer.text(11).and_then(|s| s.parse().ok()).expect("DE11");
                 answers.insert(stan, answer);
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             None => return answers,
         }
@@ -172,25 +176,14 @@ async fn sigkill_mid_load_loses_no_answered_request() {
     assert!(accounts.len() >= 10, "{accounts:?}");
 
     let mut server = serve(&config_path, addr, &log).await;
+    let answered = Arc::new(AtomicUsize::new(0));
     let pumps: Vec<_> = (0..4)
-        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 32)))
+        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 32, Arc::clone(&answered))))
         .collect();
     // Let thousands of requests through, then kill without warning.
     let started = std::time::Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let journal = dir.path().join("data/journal");
-        let bytes: u64 = std::fs::read_dir(&journal)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0);
-        if bytes > 3_000_000 || started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
+    while answered.load(Ordering::Relaxed) < 4000 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill().expect("SIGKILL");
     server.wait().expect("reaped");
@@ -342,7 +335,7 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
 
     let mut server = serve(&config_path, addr, &log).await;
     let pumps: Vec<_> = (0..3)
-        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 16)))
+        .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 16, Arc::default())))
         .collect();
     let started = std::time::Instant::now();
     while std::fs::read_to_string(&ledger)

@@ -29,15 +29,25 @@ fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}.wal")
 }
 
+/// A journal whose files grow as they are written, so that their layout is exact.
 fn config(dir: &Path, segment_bytes: u64) -> JournalConfig {
     JournalConfig {
         segment_bytes,
+        prepare_segments: false,
         ..JournalConfig::new(dir)
     }
 }
 
+/// A journal writing into segment space made in advance.
+fn prepared_config(dir: &Path, segment_bytes: u64) -> JournalConfig {
+    JournalConfig {
+        prepare_segments: true,
+        ..config(dir, segment_bytes)
+    }
+}
+
 fn open(dir: &Path) -> (Journal, Recovery) {
-    Journal::open(JournalConfig::new(dir), None).unwrap()
+    Journal::open(config(dir, journal::DEFAULT_SEGMENT_BYTES), None).unwrap()
 }
 
 /// Appends each body, waits until all are durable and closes.
@@ -231,14 +241,54 @@ fn a_flipped_byte_anywhere_in_the_last_record_is_cut() {
 }
 
 #[test]
-fn appended_zeros_are_cut() {
+fn zeros_after_the_last_record_are_free_space_that_appends_fill() {
     let dir = tempfile::tempdir().unwrap();
     let (bytes, _) = five_records(dir.path());
-    for zeros in [1, 7, 8, 9, 16, 4096] {
-        let padded = [bytes.clone(), vec![0; zeros]].concat();
+    let sixth = frame(6, b"into the zeros");
+    for zeros in [1, 7, 8, 9, 16, sixth.len(), 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join(segment_name(1));
+        fs::write(&segment, [bytes.clone(), vec![0; zeros]].concat()).unwrap();
+        assert_eq!(read_all(dir.path(), 1).len(), 5);
+        let (journal, recovery) = open(dir.path());
+        assert_eq!(
+            (recovery.last_seq, recovery.records, recovery.cut),
+            (5, 5, None)
+        );
+        assert_eq!(journal.append(b"into the zeros").unwrap(), 6);
+        journal.close().unwrap();
+        let after = fs::read(&segment).unwrap();
+        let written = [bytes.clone(), sixth.clone()].concat();
+        assert_eq!(after[..written.len()], written[..]);
+        assert_eq!(after.len(), written.len().max(bytes.len() + zeros));
+        assert!(after[written.len()..].iter().all(|&b| b == 0));
+        assert_eq!(read_all(dir.path(), 1).len(), 6);
+    }
+}
+
+#[test]
+fn an_all_zero_segment_is_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(segment_name(1)), [0; 512]).unwrap();
+    assert!(read_all(dir.path(), 1).is_empty());
+    let (journal, recovery) = open(dir.path());
+    assert_eq!((recovery.last_seq, recovery.cut), (0, None));
+    assert_eq!(journal.append(b"first").unwrap(), 1);
+    journal.close().unwrap();
+    assert_eq!(
+        as_pairs(&read_all(dir.path(), 1)),
+        vec![(1, b"first".to_vec())]
+    );
+}
+
+#[test]
+fn zeros_followed_by_anything_else_are_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = five_records(dir.path());
+    for zeros in [1, 8, 16, 4096] {
+        let padded = [bytes.clone(), vec![0; zeros], vec![7]].concat();
         assert_tail_cut(&padded, bytes.len(), 5);
     }
-    assert_tail_cut(&[0; 512], 0, 0);
 }
 
 #[test]
@@ -380,6 +430,99 @@ fn segments_rotate_at_record_boundaries_and_read_from_crosses_them() {
     assert_eq!(read_all(dir.path(), 20).len(), 9);
 }
 
+/// Two segments of two 36-byte records each, the first padded with `padding`.
+fn two_segments_with_a_padded_first(padding: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 20]).collect();
+    write_log(dir.path(), 100, &bodies);
+    let first = dir.path().join(segment_name(1));
+    let padded = [fs::read(&first).unwrap(), padding.to_vec()].concat();
+    fs::write(&first, padded).unwrap();
+    dir
+}
+
+#[test]
+fn a_segment_before_the_last_may_end_in_zeros() {
+    let dir = two_segments_with_a_padded_first(&[0; 28]);
+    assert_eq!(read_all(dir.path(), 1).len(), 4);
+    let (_, recovery) = open(dir.path());
+    assert_eq!((recovery.last_seq, recovery.cut), (4, None));
+}
+
+#[test]
+fn a_segment_before_the_last_ending_in_zeros_and_garbage_refuses_to_start() {
+    let dir = two_segments_with_a_padded_first(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+    let read: Vec<_> = read_from(dir.path(), 1).unwrap().collect();
+    assert!(matches!(
+        read.last(),
+        Some(Err(JournalError::Corrupt { .. }))
+    ));
+    let result = Journal::open(config(dir.path(), 100), None);
+    assert!(
+        matches!(result, Err(JournalError::Corrupt { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn the_writer_moves_into_prepared_space_and_appends_stop_growing_files() {
+    const SEGMENT: u64 = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(prepared_config(dir.path(), SEGMENT), None).unwrap();
+    let body = vec![b'p'; 200];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut appended = 0;
+    // Until the writer works in a prepared file, and then past two more rotations.
+    while segments_of(dir.path()).len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prepared segment in 20 s"
+        );
+        let seq = journal.append(&body).unwrap();
+        journal.wait_durable_blocking(seq).unwrap();
+        appended += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let last = segments_of(dir.path()).pop().unwrap();
+    let before = fs::metadata(&last).unwrap().len();
+    assert_eq!(before, SEGMENT, "the newest segment was made in advance");
+    let seq = journal.append(&body).unwrap();
+    journal.wait_durable_blocking(seq).unwrap();
+    appended += 1;
+    assert_eq!(
+        fs::metadata(&last).unwrap().len(),
+        before,
+        "an append fills, not grows"
+    );
+    journal.close().unwrap();
+    let files = segments(dir.path());
+    assert!(
+        files
+            .iter()
+            .all(|f| f.extension().is_some_and(|e| e == "wal")),
+        "no prepared file is left after close: {files:?}"
+    );
+    for file in &files[1..] {
+        assert_eq!(fs::metadata(file).unwrap().len(), SEGMENT);
+    }
+    let read = read_all(dir.path(), 1);
+    assert_eq!(read.len(), appended);
+    assert!(read.iter().all(|r| r.body == body));
+    let (journal, recovery) = Journal::open(prepared_config(dir.path(), SEGMENT), None).unwrap();
+    assert_eq!((recovery.last_seq, recovery.cut), (appended as u64, None));
+    assert_eq!(
+        journal.append(b"after reopen").unwrap(),
+        appended as u64 + 1
+    );
+}
+
+/// The segment files (not prepared space) in `dir`, in order.
+fn segments_of(dir: &Path) -> Vec<PathBuf> {
+    let mut files = segments(dir);
+    files.retain(|f| f.extension().is_some_and(|e| e == "wal"));
+    files
+}
+
 #[test]
 fn one_append_all_is_numbered_consecutively_across_a_rotation() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,24 +575,35 @@ struct World {
     dir: tempfile::TempDir,
     journal: Journal,
     model: Vec<Vec<u8>>,
+    /// Whether the journal writes into space made in advance.
+    prepare: bool,
 }
 
 const MODEL_SEGMENT_BYTES: u64 = 160;
 
 impl World {
-    fn new() -> World {
+    fn new(prepare: bool) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(config(dir.path(), MODEL_SEGMENT_BYTES), None).unwrap();
+        let config = World::config(dir.path(), prepare);
+        let (journal, _) = Journal::open(config, None).unwrap();
         World {
             dir,
             journal,
             model: Vec::new(),
+            prepare,
+        }
+    }
+
+    fn config(dir: &Path, prepare: bool) -> JournalConfig {
+        JournalConfig {
+            prepare_segments: prepare,
+            ..config(dir, MODEL_SEGMENT_BYTES)
         }
     }
 
     fn reopen(&mut self) -> Recovery {
         self.journal.close().unwrap();
-        let config = config(self.dir.path(), MODEL_SEGMENT_BYTES);
+        let config = World::config(self.dir.path(), self.prepare);
         let (journal, recovery) = Journal::open(config, None).unwrap();
         self.journal = journal;
         recovery
@@ -473,17 +627,19 @@ impl World {
     }
 
     /// Truncates the last segment; returns what recovery must report: the records
-    /// that survive and the cut (offset, bytes removed) if the point is inside a record.
+    /// that survive and the cut (offset, bytes removed) if the point is inside a record
+    /// (a point in the zeros after the last record cuts nothing).
     fn truncate(&mut self, at: Index) -> (usize, Option<(u64, u64)>) {
         self.journal.close().unwrap();
         let last = segments(self.dir.path()).pop().unwrap();
         let first_seq: usize = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
         let len = fs::metadata(&last).unwrap().len() as usize;
         let point = at.index(len + 1);
-        let (mut survivors, mut boundary) = (first_seq - 1, 0);
+        let (mut survivors, mut boundary, mut inside) = (first_seq - 1, 0, false);
         for body in &self.model[first_seq - 1..] {
             let end = boundary + 16 + body.len();
             if end > point {
+                inside = true;
                 break;
             }
             (survivors, boundary) = (survivors + 1, end);
@@ -494,7 +650,8 @@ impl World {
             .unwrap()
             .set_len(point as u64)
             .unwrap();
-        let cut = (point != boundary).then_some((boundary as u64, (point - boundary) as u64));
+        let cut =
+            (inside && point != boundary).then_some((boundary as u64, (point - boundary) as u64));
         (survivors, cut)
     }
 
@@ -514,9 +671,10 @@ proptest! {
 
     #[test]
     fn the_log_is_what_was_made_durable_minus_what_a_truncation_removed(
-        ops in prop::collection::vec(op(), 1..30)
+        ops in prop::collection::vec(op(), 1..30),
+        prepare in any::<bool>(),
     ) {
-        let mut world = World::new();
+        let mut world = World::new(prepare);
         for op in ops {
             match op {
                 Op::Append(bodies, together) => world.append(&bodies, together),
