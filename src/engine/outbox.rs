@@ -11,7 +11,7 @@
 //! sees a reversal before the credit; a credit that a reversal cancelled before its
 //! first send is dropped (or sent with the reduced amount) here.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -71,7 +71,7 @@ pub struct Forwarder {
 /// reversal advices that wait for one of them.
 #[derive(Debug, Default)]
 pub struct Crediting {
-    open: Mutex<HashSet<String>>,
+    open: Mutex<BTreeSet<String>>,
     settled: Notify,
 }
 
@@ -99,7 +99,7 @@ impl Crediting {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

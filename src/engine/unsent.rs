@@ -9,7 +9,7 @@
 //! started are here: a credit from the outbox at start may have been sent before, so a
 //! reversal of it is always advised.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What the forwarder does with a credit at its first send.
@@ -43,7 +43,7 @@ enum Slot {
 
 /// The shared table: confirmation number to the credit's state.
 #[derive(Debug, Clone, Default)]
-pub struct Unsent(Arc<Mutex<HashMap<String, Slot>>>);
+pub struct Unsent(Arc<Mutex<BTreeMap<String, Slot>>>);
 
 impl Unsent {
     /// Enters a credit just approved.
@@ -96,7 +96,7 @@ impl Unsent {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
