@@ -761,7 +761,7 @@ impl SegmentWriter {
         sync_dir(&config.dir)?;
         let preparer = match config.prepare_segments {
             true => Some(
-                space::Preparer::start(&config.dir, config.segment_bytes)
+                space::Preparer::start(&config.dir, config.segment_bytes, tail.space <= tail.len)
                     .map_err(io_error(&config.dir))?,
             ),
             false => None,
