@@ -761,7 +761,7 @@ impl SegmentWriter {
         sync_dir(&config.dir)?;
         let preparer = match config.prepare_segments {
             true => Some(
-                space::Preparer::start(&config.dir, config.segment_bytes, tail.space <= tail.len)
+                space::Preparer::start(&config.dir, config.segment_bytes, tail.space - tail.len)
                     .map_err(io_error(&config.dir))?,
             ),
             false => None,
@@ -792,6 +792,7 @@ impl SegmentWriter {
             self.sync(shared)?;
             self.len += (end - start) as u64;
             self.space = self.space.max(self.len);
+            self.report_remaining();
             index = end_index;
         }
         Ok(())
@@ -814,6 +815,12 @@ impl SegmentWriter {
             return self.rotate(seq, Some(prepared));
         }
         Ok(())
+    }
+
+    fn report_remaining(&self) {
+        if let Some(preparer) = &self.preparer {
+            preparer.report_remaining(self.space - self.len);
+        }
     }
 
     /// The index after the last frame, from `from` on, that fits in this segment (at

@@ -20,7 +20,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -66,15 +66,21 @@ struct Slot {
     /// this one was taken, so at most one waits on disk.
     ready: Mutex<Option<Prepared>>,
     stop: AtomicBool,
+    /// Bytes of space left in the writer's current segment, as it last said.
+    remaining: AtomicU64,
 }
 
 impl Preparer {
     /// Removes what an earlier process left unfinished in `dir`, then starts making
-    /// files of `len` bytes; the first one quickly if the writer is `urgent` (has no
-    /// space made in advance).
-    pub(super) fn start(dir: &Path, len: u64, urgent: bool) -> io::Result<Preparer> {
+    /// files of `len` bytes for a writer whose segment has `remaining` bytes of space
+    /// left; the first one quickly if it has none.
+    pub(super) fn start(dir: &Path, len: u64, remaining: u64) -> io::Result<Preparer> {
         remove_leftovers(dir)?;
-        let shared = Arc::new(Slot::default());
+        let shared = Arc::new(Slot {
+            remaining: AtomicU64::new(remaining),
+            ..Slot::default()
+        });
+        let urgent = remaining == 0;
         let maker = Maker {
             dir: dir.to_path_buf(),
             len,
@@ -88,6 +94,13 @@ impl Preparer {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Tells the thread how much space the writer's segment has left: the next file
+    /// is made only once a quarter of the current one is used, so that zeros are not
+    /// written (and flushed with every sync) long before they are needed.
+    pub(super) fn report_remaining(&self, bytes: u64) {
+        self.shared.remaining.store(bytes, Ordering::Relaxed);
     }
 
     /// The prepared file, if one is ready now.
@@ -121,6 +134,9 @@ struct Maker {
 impl Maker {
     fn run(self) {
         for n in 0_u64.. {
+            if !self.wait_until_needed() {
+                return;
+            }
             let path = self.dir.join(format!("prepared-{n}{SUFFIX}"));
             let pause = if n == 0 && self.urgent {
                 URGENT_PAUSE
@@ -168,6 +184,18 @@ impl Maker {
             std::thread::sleep(pause);
         }
         Ok(Some(file))
+    }
+
+    /// Waits until the writer's segment has less than three quarters of a file left;
+    /// `false` if told to stop first.
+    fn wait_until_needed(&self) -> bool {
+        while self.shared.remaining.load(Ordering::Relaxed) > self.len / 4 * 3 {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(PAUSE);
+        }
+        true
     }
 
     fn stopped(&self) -> bool {
@@ -221,7 +249,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let leftover = dir.path().join("prepared-9.zeros");
         fs::write(&leftover, b"half made").expect("leftover");
-        let preparer = Preparer::start(dir.path(), 3 * CHUNK as u64 + 5, false).expect("start");
+        let preparer = Preparer::start(dir.path(), 3 * CHUNK as u64 + 5, 1).expect("start");
         assert!(!leftover.exists(), "a leftover is removed at start");
         let prepared = wait_for(&preparer);
         let bytes = fs::read(&prepared.path).expect("read");
@@ -238,12 +266,26 @@ mod tests {
     fn stopping_removes_the_file_being_made_or_offered() {
         for len in [64 * CHUNK as u64, 1] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let preparer = Preparer::start(dir.path(), len, true).expect("start");
+            let preparer = Preparer::start(dir.path(), len, 0).expect("start");
             std::thread::sleep(Duration::from_millis(30));
             drop(preparer);
             let left: Vec<_> = fs::read_dir(dir.path()).expect("dir").collect();
             assert!(left.is_empty(), "{left:?}");
         }
+    }
+
+    #[test]
+    fn the_next_file_waits_until_a_quarter_of_the_current_segment_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let len = 4 * CHUNK as u64;
+        let preparer = Preparer::start(dir.path(), len, len).expect("start");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(preparer.take().is_none(), "made while the segment had room");
+        let files = fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(files, 0, "not even begun");
+        preparer.report_remaining(len / 2);
+        let prepared = wait_for(&preparer);
+        assert_eq!(prepared.len, len);
     }
 
     fn wait_for(preparer: &Preparer) -> Prepared {
