@@ -1,5 +1,5 @@
 //! Segment space made in advance: a background thread writes the journal writer's next
-//! segment as a file of zeros, syncs it, and hands it over; the writer renames it into
+//! segment as a file of zeros, syncs it, and hands it over; the writer links it into
 //! place at rotation and overwrites the zeros with records.
 //!
 //! Why: appending to a file changes its size, and then every `fdatasync` must also
@@ -12,8 +12,10 @@
 //! `fallocate` would not do: its unwritten extents are converted on first write, which
 //! is a metadata change again.
 //!
-//! The preparer writes in small chunks with a pause between them, so that making 64 MiB
-//! of zeros never floods the disk queue the writer's syncs wait in. Prepared files are
+//! The zeros cost something too: every sync's flush waits for them to reach the disk. So
+//! the preparer writes in small chunks with a pause between them, so that making 64 MiB
+//! never floods the disk queue the writer's syncs wait in, and begins a file only once a
+//! quarter of the writer's current segment is used. Prepared files are
 //! named `prepared-N.zeros`: not segments, so a crash leaves at most a file that the
 //! next open removes.
 
@@ -39,7 +41,7 @@ const CHUNK: usize = 1024 * 1024;
 const PAUSE: Duration = Duration::from_millis(40);
 /// The pause while the writer has no space made in advance at all (a new journal, or
 /// a tail cut short after a crash): until then every sync also writes the inode, so
-/// the first file is made about ten times faster.
+/// the first file is made several times faster.
 const URGENT_PAUSE: Duration = Duration::from_millis(2);
 
 /// A zero-filled, synced file ready to become a segment.
