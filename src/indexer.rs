@@ -84,13 +84,14 @@ const COALESCE: Duration = Duration::from_millis(10);
 pub const MAX_INDEX_LAG: u64 = 200_000;
 
 /// Starts the threads that follow the journal's durable batches: a router that reads
-/// each batch's credits and reversal advices and hands them to the engines at once, and the indexer, which
-/// applies them to sled at the lowest priority, so that on a busy machine the sessions
-/// answering acquirers come first and index work fills the idle time. Both stop when
-/// the journal closes (the sender is dropped) or on the first error, which the
-/// returned handle gives back; an error also sets `failed` at once (the switch stops on
-/// it: it must not go on answering with indexes it cannot keep). When the indexer has
-/// failed, the router still hands credits to the engines while the switch drains.
+/// each batch's credits and reversal advices and hands them to the engines at once,
+/// and the indexer, which applies the batches to sled at the lowest priority, so that
+/// on a busy machine the sessions answering acquirers come first and index work fills
+/// the idle time. Both stop when the journal closes (the sender is dropped) or on the
+/// first error, which the returned handle gives back; an error also sets `failed` at
+/// once (the switch stops on it: it must not go on answering with indexes it cannot
+/// keep). When the indexer has failed, the router still hands credits to the engines
+/// while the switch drains.
 pub fn spawn(
     store: Store,
     log: ExceptionLog,
@@ -178,9 +179,10 @@ fn run_router(
     Ok(())
 }
 
-/// Parses durable batches and applies them to sled, gathering those that arrive within [`COALESCE`]
-/// into one sled batch: fewer, larger batches share the position and counter writes,
-/// add up usage, and cancel outbox entries acknowledged within the window.
+/// Parses durable batches and applies them to sled, gathering those that arrive within
+/// [`COALESCE`] into one sled batch: fewer, larger batches share the position and
+/// counter writes, add up usage, and cancel outbox entries acknowledged within the
+/// window.
 fn run_indexer(
     store: &Store,
     mut log: ExceptionLog,

@@ -801,20 +801,16 @@ impl SegmentWriter {
     /// Starts a new segment at `seq` if a frame of `frame` bytes does not fit in this
     /// one, or if it would grow this file while prepared space is ready.
     fn make_room(&mut self, seq: u64, frame: u64) -> Result<(), JournalError> {
-        if self.len == 0 {
+        let end = self.len + frame;
+        let full = end > self.limit;
+        if self.len == 0 || (!full && end <= self.space) {
             return Ok(());
         }
-        let end = self.len + frame;
-        if end > self.limit {
-            let prepared = self.preparer.as_ref().and_then(space::Preparer::take);
-            return self.rotate(seq, prepared);
+        let prepared = self.preparer.as_ref().and_then(space::Preparer::take);
+        match full || prepared.is_some() {
+            true => self.rotate(seq, prepared),
+            false => Ok(()),
         }
-        if end > self.space
-            && let Some(prepared) = self.preparer.as_ref().and_then(space::Preparer::take)
-        {
-            return self.rotate(seq, Some(prepared));
-        }
-        Ok(())
     }
 
     fn report_remaining(&self) {
