@@ -119,6 +119,22 @@ impl LinkHandle {
     }
 }
 
+/// Returns when one of `links` goes up or down, or after a second (to look again). A
+/// link whose task has ended (at shutdown) never changes again: its watch must not end
+/// the wait at once, or every credit waiting for a link would spin until the shutdown
+/// reached it.
+pub async fn any_change(links: &[LinkHandle]) {
+    let mut watches: Vec<_> = links.iter().map(LinkHandle::watch).collect();
+    let changes = futures::future::select_all(watches.iter_mut().map(|w| {
+        Box::pin(async move {
+            if w.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), changes).await;
+}
+
 /// Starts the link task; it runs until `shutdown`.
 pub fn spawn(settings: LinkSettings, shutdown: CancellationToken) -> LinkHandle {
     let settings = Arc::new(settings);
@@ -422,5 +438,39 @@ fn deliver(
         }
         None => info!(engine = %settings.engine, link = %settings.address,
                       "unmatched reply {} for DE11 {} DE62 {}", mti.as_str(), key.1, key.2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable_link(shutdown: &CancellationToken) -> LinkHandle {
+        let settings = LinkSettings {
+            engine: "test".into(),
+            // The discard port: nothing listens, the link never comes up.
+            address: SocketAddr::from(([127, 0, 0, 1], 9)),
+            spec: Arc::new(Spec::resolve("iso87ascii").expect("built-in spec")),
+            codec: FrameCodec::new(crate::framing::LengthHeader::Binary2),
+            ack_timeout: Duration::from_millis(100),
+            echo_interval: Duration::from_secs(30),
+            backoff: BackoffConfig::default(),
+            tls: None,
+        };
+        spawn(settings, shutdown.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_on_links_whose_tasks_ended_takes_the_full_second() {
+        let shutdown = CancellationToken::new();
+        let links = [unreachable_link(&shutdown), unreachable_link(&shutdown)];
+        shutdown.cancel();
+        for link in &links {
+            let mut watch = link.watch();
+            assert!(watch.changed().await.is_err(), "the link task has ended");
+        }
+        let started = Instant::now();
+        any_change(&links).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 }

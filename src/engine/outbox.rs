@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::Outbound;
 use super::advice;
 use super::backoff::Backoff;
-use super::link::{ExchangeError, LinkHandle};
+use super::link::{self, ExchangeError, LinkHandle};
 use super::unsent::{Fate, Unsent};
 use crate::config::BackoffConfig;
 use crate::iso8583::Message;
@@ -263,16 +263,8 @@ impl Forwarder {
             if let Some(index) = pick {
                 return index;
             }
-            self.any_change().await;
+            link::any_change(&self.links).await;
         }
-    }
-
-    /// Returns when some link's state changes (or after a second, to look again).
-    async fn any_change(&self) {
-        let mut watches: Vec<_> = self.links.iter().map(LinkHandle::watch).collect();
-        let changes =
-            futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes).await;
     }
 
     fn record_send(&self, confirmation: &str, link: &LinkHandle, mti: &str, attempt: u32) {
