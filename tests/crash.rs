@@ -251,6 +251,15 @@ async fn sigterm_answers_what_is_in_flight_then_exits_0() {
     let log = dir.path().join("serve.log");
     let accounts = active_accounts();
     let mut server = serve(&config_path, addr, &log).await;
+    // The binary starts itself again with its allocator setting; `exec` keeps the
+    // PID, so the supervisor's signal still reaches the switch.
+    let environ = std::fs::read(format!("/proc/{}/environ", server.id())).expect("environ");
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|v| v == b"MIMALLOC_PURGE_DELAY=10000"),
+        "the switch runs without its allocator setting"
+    );
 
     let mut client = Client::connect(addr).await;
     let burst = 300u32;
