@@ -21,6 +21,7 @@ pub mod iso8583;
 pub mod journal;
 pub mod load;
 pub mod logging;
+pub mod lookup;
 pub mod metrics;
 pub mod plot;
 pub mod queue;

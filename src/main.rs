@@ -92,6 +92,17 @@ enum Command {
         #[command(subcommand)]
         action: ExceptionsAction,
     },
+    /// What became of a replenishment, by the confirmation number on its receipt.
+    Lookup {
+        /// The confirmation number (DE62 of the approval, 12 digits).
+        confirmation: String,
+        /// The answer as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Drive a running switch with 0200 requests and report throughput and latency.
     Load {
         #[command(flatten)]
@@ -443,6 +454,11 @@ fn run(command: Command) -> Result<(), Failure> {
             action: Import::Import { file, config },
         } => import(Table::Locations, file, config),
         Command::Exceptions { action } => exceptions(action),
+        Command::Lookup {
+            confirmation,
+            json,
+            config,
+        } => lookup(&confirmation, json, config.as_deref()),
         Command::Load {
             listener,
             accounts,
@@ -564,6 +580,57 @@ fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Prints what became of the approval numbered `confirmation`; exit code 1 when there
+/// is none (2 when the number is not a confirmation number at all).
+fn lookup(confirmation: &str, json: bool, config: Option<&Path>) -> Result<(), Failure> {
+    if confirmation.len() != 12 || !confirmation.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::Input(format!(
+            "{confirmation:?} is not a confirmation number (12 digits)"
+        )));
+    }
+    let config = load_config(config)?;
+    let found = replenish::lookup::lookup(&config, confirmation)
+        .map_err(|e| Failure::Other(e.to_string()))?
+        .ok_or_else(|| {
+            Failure::Other(format!(
+                "no approval with confirmation number {confirmation}"
+            ))
+        })?;
+    if json {
+        let line = serde_json::to_string(&found).map_err(|e| Failure::Other(e.to_string()))?;
+        println!("{line}");
+        return Ok(());
+    }
+    let credit = found.credit.as_ref().map_or_else(
+        || "none".to_owned(),
+        |c| {
+            format!(
+                "{} minor units of currency {} to subscriber {} at engine {}",
+                c.amount, c.currency, c.min, c.engine
+            )
+        },
+    );
+    let rows = [
+        ("confirmation", found.confirmation.clone()),
+        ("transaction", found.key.clone()),
+        (
+            "request",
+            format!("{} answered {} on {}", found.mti, found.code, found.day),
+        ),
+        (
+            "account",
+            found.account.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("credit", credit),
+        ("since", found.standing.clone()),
+        ("delivery", found.delivery.clone()),
+    ];
+    for (name, value) in rows {
+        println!("{name:<13}{value}");
+    }
+    Ok(())
 }
 
 /// The queue as a table with a header line.

@@ -334,7 +334,8 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/status` on `addr` until `shutdown`, and with a decider the
-/// exception queue (`/exceptions`, see [`crate::queue`]).
+/// exception queue (`/exceptions`, see [`crate::queue`]) and lookups by confirmation
+/// number (`/transactions/{confirmation}`, see [`crate::lookup`]).
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -346,7 +347,9 @@ pub async fn serve(
         .route("/status", get(status))
         .with_state(metrics);
     if let Some(decider) = decider {
-        app = app.merge(crate::queue::routes(decider));
+        app = app
+            .merge(crate::queue::routes(decider.clone()))
+            .merge(crate::lookup::routes(decider));
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!("metrics on http://{addr}/metrics");

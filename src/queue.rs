@@ -170,7 +170,7 @@ fn in_use(e: &ServeError) -> bool {
     matches!(e, ServeError::Store(StoreError::InUse { .. }))
 }
 
-fn running(config: &Config) -> Result<SocketAddr, QueueError> {
+pub(crate) fn running(config: &Config) -> Result<SocketAddr, QueueError> {
     config.metrics.listen.ok_or_else(|| {
         QueueError::Remote(format!(
             "{} is in use by a running switch without a [metrics] listen address",

@@ -365,6 +365,16 @@ impl Store {
         }
     }
 
+    /// Whether `credit` is in its engine's outbox: not acknowledged yet.
+    pub fn awaits_ack(&self, credit: &Credit) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(key("o/", &outbox_slot(credit)))?)
+    }
+
+    /// Whether the reversal advice of `credit` waits for its engine's acknowledgement.
+    pub fn reversal_awaits_ack(&self, credit: &Credit) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key(key("v/", &outbox_slot(credit)))?)
+    }
+
     /// Credits waiting for `engine`'s acknowledgement, oldest confirmation first.
     pub fn outbox(&self, engine: &str) -> Result<Vec<Credit>, StoreError> {
         self.scan(&key("o/", &format!("{engine}/")))

@@ -127,4 +127,24 @@ fn the_demo_credits_every_approval_once() {
         120 - approved,
         "every decline is in the exception log"
     );
+
+    // Customer service looks a receipt's number up in the demo's data directory.
+    let first: serde_json::Value =
+        serde_json::from_str(ledger.lines().next().expect("a ledger line")).expect("json");
+    let number = first["confirmation"].as_str().expect("confirmation");
+    std::fs::write(
+        dir.path().join("lookup.toml"),
+        "data_dir = \"demo\"\n[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nacquirer_id = \"1\"\n",
+    )
+    .expect("config");
+    let output = replenish(&["lookup", number, "--config", "lookup.toml"], dir.path());
+    let shown = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(shown.contains(&format!("confirmation {number}")), "{shown}");
+    assert!(
+        shown.contains("acknowledged by prepaid") || shown.contains("reversed"),
+        "{shown}"
+    );
+    let output = replenish(&["lookup", "12345", "--config", "lookup.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
 }

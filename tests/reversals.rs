@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use replenish::config::Config;
 use replenish::iso8583::{Message, Mti};
-use replenish::queue;
 use replenish::simulator::Entry;
 use replenish::switch::confirmation::luhn_valid;
 use replenish::switch::reverse::original_data;
+use replenish::{lookup, queue};
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
 use support::{ACTIVE, Client, Switch, free_port, import_samples, request};
 
@@ -799,4 +799,80 @@ async fn an_early_reversal_without_de90_stops_its_original_by_reference() {
     rig.balance_becomes("2065550101", 2500).await;
     assert_eq!(rig.ledger().len(), 1, "{:?}", rig.ledger());
     rig.stop().await;
+}
+
+/// Looks `number` up as `replenish lookup` does (through the running switch when one
+/// holds the data directory), until `done` holds for the answer or 30 s have passed.
+async fn look_up_until(
+    config: &Config,
+    number: &str,
+    done: impl Fn(&lookup::Found) -> bool,
+) -> lookup::Found {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = tokio::task::spawn_blocking({
+            let (config, number) = (config.clone(), number.to_owned());
+            move || lookup::lookup(&config, &number)
+        })
+        .await
+        .expect("task")
+        .expect("lookup")
+        .expect("found");
+        if done(&found) || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_service_finds_a_replenishment_by_its_confirmation_number() {
+    let extra = format!(
+        "{HIGH_LIMITS}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+        free_port()
+    );
+    let mut rig = Rig::start(&extra).await;
+    let config = rig.switch.as_ref().expect("running").config.clone();
+    let original = credit(1, 2500, ACTIVE);
+    let number = confirmation(&rig.exchange(&original).await);
+    rig.balance_becomes("2065550101", 2500).await;
+    let acked = |f: &lookup::Found| f.delivery.starts_with("acknowledged");
+    let found = look_up_until(&config, &number, acked).await;
+    assert!(acked(&found), "{found:?}");
+    assert_eq!((found.mti.as_str(), found.code.as_str()), ("0200", "00"));
+    let credited = found.credit.as_ref().expect("a credit");
+    assert_eq!(
+        (credited.amount, credited.min.as_str()),
+        (2500, "2065550101")
+    );
+    let account = found.account.as_deref().expect("account");
+    assert!(
+        account.contains('*') && !account.contains(ACTIVE),
+        "{account}"
+    );
+
+    // An authorization's number shows the completion that credited it.
+    let authorization = as_mti(credit(2, 3000, "4761739001010077"), "0100");
+    let held = confirmation(&rig.exchange(&authorization).await);
+    let mut completion = as_mti(credit(3, 2800, "4761739001010077"), "0220");
+    completion.set(90, original_data(&authorization));
+    assert_eq!(confirmation(&rig.exchange(&completion).await), held);
+    rig.balance_becomes("2065550107", 2800).await;
+    let found = look_up_until(&config, &held, |f| f.mti == "0220" && acked(f)).await;
+    assert_eq!(found.mti, "0220", "{found:?}");
+    assert_eq!(found.credit.as_ref().map(|c| c.amount), Some(2800));
+
+    // After a reversal, and from the data directory once the switch has stopped.
+    let reversal = reversal_of(&original, 4, "0420");
+    assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    let reversed = |f: &lookup::Found| f.standing.starts_with("reversed in full");
+    let found = look_up_until(&config, &number, reversed).await;
+    assert!(reversed(&found), "{found:?}");
+    let config = rig.stop().await;
+    let offline = lookup::lookup(&config, &number).expect("offline lookup");
+    assert_eq!(offline.as_ref().map(|f| &f.standing), Some(&found.standing));
+    let mut other = number.into_bytes();
+    other[5] = if other[5] == b'9' { b'0' } else { other[5] + 1 };
+    let other = String::from_utf8(other).expect("digits");
+    assert_eq!(lookup::lookup(&config, &other).expect("lookup"), None);
 }

@@ -266,6 +266,11 @@ impl Decider {
         &self.store
     }
 
+    /// The confirmation numbers of this data directory.
+    pub fn numbers(&self) -> &ConfirmationNumbers {
+        &self.numbers
+    }
+
     /// Decides a request or advice that passed decoding.
     pub fn decide(&self, message: &Message, link: &Link) -> Result<Outcome, SwitchError> {
         match classify(message) {
