@@ -51,6 +51,15 @@ impl Rig {
         }
     }
 
+    /// A rig whose switch serves its HTTP endpoint (queue, lookups) on a free port.
+    async fn with_endpoint() -> Rig {
+        let extra = format!(
+            "{HIGH_LIMITS}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        );
+        Rig::start(&extra).await
+    }
+
     async fn exchange(&mut self, message: &Message) -> Message {
         self.client.exchange(message).await
     }
@@ -350,11 +359,7 @@ async fn advices_are_acknowledged_deduplicated_and_credited_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_advice_is_queued_and_resubmitted_after_correction() {
-    let extra = format!(
-        "{HIGH_LIMITS}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
-        free_port()
-    );
-    let mut rig = Rig::start(&extra).await;
+    let mut rig = Rig::with_endpoint().await;
     let account = unknown_account();
     let advice = as_mti(credit(1, 4200, &account), "0220");
     let answer = rig.exchange(&advice).await;
@@ -827,11 +832,7 @@ async fn look_up_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_service_finds_a_replenishment_by_its_confirmation_number() {
-    let extra = format!(
-        "{HIGH_LIMITS}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
-        free_port()
-    );
-    let mut rig = Rig::start(&extra).await;
+    let mut rig = Rig::with_endpoint().await;
     let config = rig.switch.as_ref().expect("running").config.clone();
     let original = credit(1, 2500, ACTIVE);
     let number = confirmation(&rig.exchange(&original).await);
