@@ -44,15 +44,17 @@ pub struct Shown {
     pub rrn: String,
     /// Why it was not credited.
     pub reason: String,
-    /// `open`, or `resubmitted by NAME at TIME as CONFIRMATION`.
+    /// `open`, `reversed by the acquirer: nothing owed`, or `resubmitted by NAME at
+    /// TIME as CONFIRMATION`.
     pub status: String,
 }
 
 impl Shown {
     fn of(item: &QueueItem) -> Shown {
-        let status = match &item.resolved {
-            None => "open".to_owned(),
-            Some(r) => format!(
+        let status = match (&item.resolved, item.reversed) {
+            (None, false) => "open".to_owned(),
+            (None, true) => "reversed by the acquirer: nothing owed".to_owned(),
+            (Some(r), _) => format!(
                 "resubmitted by {} at {} as {}",
                 r.by,
                 rfc3339(r.at_ms),

@@ -110,6 +110,14 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether a later reversal may find this transaction by its retrieval reference
+    /// (acquirer, DE41, DE37): an approval, or an advice acknowledged into the exception
+    /// queue (a reversal closes its item, so it is never resubmitted, and after a
+    /// resubmission reverses its credit).
+    pub fn is_referenced(&self) -> bool {
+        self.approval.is_some() || self.owed.is_some()
+    }
+
     /// An approval of `key` with nothing decided yet: the caller fills in the rest.
     pub fn new(
         key: TransactionKey,

@@ -679,12 +679,14 @@ impl<'a> BatchBuilder<'a> {
         if decision.hold.is_some() {
             self.put("h/", &decision.key.0, &decision.key);
         }
-        let Some(approval) = &decision.approval else {
+        if let Some(approval) = &decision.approval {
+            self.confirmed(approval.counter, &decision.key);
+            if let Some(credit) = &decision.credit {
+                self.create("o/", &outbox_slot(credit), credit);
+            }
+        }
+        if !decision.is_referenced() {
             return Ok(());
-        };
-        self.confirmed(approval.counter, &decision.key);
-        if let Some(credit) = &decision.credit {
-            self.create("o/", &outbox_slot(credit), credit);
         }
         let reference = reference_id(
             &decision.summary.acquirer,

@@ -877,3 +877,69 @@ async fn customer_service_finds_a_replenishment_by_its_confirmation_number() {
     let other = String::from_utf8(other).expect("digits");
     assert_eq!(lookup::lookup(&config, &other).expect("lookup"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_by_reference_reaches_a_queued_advice_and_its_resubmitted_credit() {
+    let mut rig = Rig::with_endpoint().await;
+    let account = unknown_account();
+    // Two advices the switch cannot route; each reversal carries its own STAN and DE7
+    // and no DE90: only DE37 + DE41, the account and the amount tie it to its advice.
+    let first = as_mti(credit(700, 1500, &account), "0220");
+    let second = as_mti(credit(701, 1700, &account), "0220");
+    for advice in [&first, &second] {
+        assert_eq!(code(&rig.exchange(advice).await), "00");
+    }
+    let mut reversal = reversal_of(&first, 702, "0420");
+    reversal.remove(90);
+    assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    let config = rig.stop().await;
+
+    let items = queue::list(&config).expect("list");
+    let shown = |amount: u64| {
+        items
+            .iter()
+            .find(|i| i.amount == amount)
+            .cloned()
+            .expect("queued")
+    };
+    let (reversed, open) = (shown(1500), shown(1700));
+    assert!(!reversed.is_open(), "{reversed:?}");
+    assert!(reversed.status.starts_with("reversed by the acquirer"));
+    assert!(open.is_open(), "{open:?}");
+
+    // Corrected and resubmitted, the open one is credited; its reversal by reference
+    // then takes the credit back at the engine.
+    let data = replenish::server::DataDir::open(&config).expect("data");
+    let corrected = replenish::switch::accounts::parse_accounts(
+        format!(
+            "account,min,carrier,status,expiry\n{account},2065550188,carrier-a,active,2030-12\n"
+        )
+        .as_bytes(),
+    )
+    .expect("csv");
+    data.commit(&[replenish::record::Record::AccountsImported {
+        accounts: corrected,
+    }])
+    .expect("import");
+    data.close().expect("close");
+    let refused = queue::resubmit(&config, reversed.id, "alice").expect_err("reversed");
+    assert!(refused.to_string().contains("reversed"), "{refused}");
+    rig.restart(config.clone()).await;
+    let number = tokio::task::spawn_blocking({
+        let (config, id) = (config.clone(), open.id);
+        move || queue::resubmit(&config, id, "alice")
+    })
+    .await
+    .expect("task")
+    .expect("resubmitted");
+    rig.balance_becomes("2065550188", 1700).await;
+    let mut reversal = reversal_of(&second, 703, "0420");
+    reversal.remove(90);
+    assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    rig.balance_becomes("2065550188", 0).await;
+    assert_eq!(
+        rig.lines_of(&number),
+        vec![("credit".into(), 1700), ("reversal".into(), 1700)]
+    );
+    rig.stop().await;
+}

@@ -132,7 +132,8 @@ pub(super) struct State {
     /// The keys of `recent` in the order they were written, with that position: what
     /// the index has caught up with is dropped from the front, a little per decision.
     recent_order: VecDeque<(u64, TransactionKey)>,
-    /// Retrieval references (acquirer, DE41, DE37) of approvals not yet indexed.
+    /// Retrieval references (acquirer, DE41, DE37) of approvals and queued advices not
+    /// yet indexed.
     references: BTreeMap<String, Vec<(u64, TransactionKey)>>,
     /// The references of `references` in the order they were written.
     reference_order: VecDeque<(u64, String)>,
@@ -447,7 +448,7 @@ impl Decider {
         if let Some(change) = &decision.usage {
             self.change_usage(state, change)?;
         }
-        if decision.approval.is_some() {
+        if decision.is_referenced() {
             let summary = &decision.summary;
             let reference = reference_id(&summary.acquirer, &summary.terminal, &summary.rrn);
             let list = state.references.entry(reference.clone()).or_default();
