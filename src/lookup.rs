@@ -51,6 +51,35 @@ pub struct Found {
     pub completed_by: Option<String>,
 }
 
+impl std::fmt::Display for Found {
+    /// One `name value` line per part, for `replenish lookup`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credit = self.credit.as_ref().map_or_else(
+            || "none".to_owned(),
+            |c| {
+                format!(
+                    "{} minor units of currency {} to subscriber {} at engine {}",
+                    c.amount, c.currency, c.min, c.engine
+                )
+            },
+        );
+        let request = format!("{} answered {} on {}", self.mti, self.code, self.day);
+        let rows = [
+            ("confirmation", self.confirmation.as_str()),
+            ("transaction", self.key.as_str()),
+            ("request", request.as_str()),
+            ("account", self.account.as_deref().unwrap_or("-")),
+            ("credit", credit.as_str()),
+            ("since", self.standing.as_str()),
+            ("delivery", self.delivery.as_str()),
+        ];
+        for (name, value) in rows {
+            writeln!(f, "{name:<13}{value}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The credit of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credited {

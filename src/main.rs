@@ -601,34 +601,8 @@ fn lookup(confirmation: &str, json: bool, config: Option<&Path>) -> Result<(), F
     if json {
         let line = serde_json::to_string(&found).map_err(|e| Failure::Other(e.to_string()))?;
         println!("{line}");
-        return Ok(());
-    }
-    let credit = found.credit.as_ref().map_or_else(
-        || "none".to_owned(),
-        |c| {
-            format!(
-                "{} minor units of currency {} to subscriber {} at engine {}",
-                c.amount, c.currency, c.min, c.engine
-            )
-        },
-    );
-    let rows = [
-        ("confirmation", found.confirmation.clone()),
-        ("transaction", found.key.clone()),
-        (
-            "request",
-            format!("{} answered {} on {}", found.mti, found.code, found.day),
-        ),
-        (
-            "account",
-            found.account.clone().unwrap_or_else(|| "-".into()),
-        ),
-        ("credit", credit),
-        ("since", found.standing.clone()),
-        ("delivery", found.delivery.clone()),
-    ];
-    for (name, value) in rows {
-        println!("{name:<13}{value}");
+    } else {
+        print!("{found}");
     }
     Ok(())
 }
