@@ -372,9 +372,28 @@ impl Record {
     }
 
     /// Parses a journal body.
+    ///
+    /// serde reads an internally tagged enum by buffering the whole object before it
+    /// knows the variant; the writer puts the tag first, so the common records
+    /// (decisions, sends, acks) are read straight into their variant once the tag is
+    /// seen (their structs ignore the `type` field). Anything else, or a body whose tag
+    /// does not come first, takes serde's general path.
     pub fn from_bytes(body: &[u8]) -> Result<Record, serde_json::Error> {
-        serde_json::from_slice(body)
+        match leading_tag(body) {
+            Some(b"decided") => serde_json::from_slice(body).map(|d| Record::Decided(Box::new(d))),
+            Some(b"credit_sent") => serde_json::from_slice(body).map(Record::CreditSent),
+            Some(b"credit_acked") => serde_json::from_slice(body).map(Record::CreditAcked),
+            _ => serde_json::from_slice(body),
+        }
     }
+}
+
+/// The value of a `"type"` member that opens a JSON object, as [`Record::to_bytes`]
+/// writes it.
+fn leading_tag(body: &[u8]) -> Option<&[u8]> {
+    let rest = body.strip_prefix(br#"{"type":""#)?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    rest.get(..end)
 }
 
 /// What an engine must be sent for one journal record: its credit and its reversal
@@ -419,6 +438,63 @@ mod tests {
             processing_code: "280000".into(),
             rrn: "000000000001".into(),
         }
+    }
+
+    #[test]
+    fn records_read_back_as_written_whichever_way_they_are_parsed() {
+        let key = TransactionKey("k".into());
+        let mut approved =
+            Decision::new(key.clone(), "f".into(), "0200".into(), Summary::default());
+        approved.credit = Some(credit("100000000009"));
+        approved.approval = Some(Approval {
+            counter: 7,
+            confirmation: "100000000009".into(),
+        });
+        let mut declined =
+            Decision::new(key.clone(), "g".into(), "0200".into(), Summary::default());
+        declined.code = ResponseCode::Duplicate;
+        let mut reversal =
+            Decision::new(key.clone(), "h".into(), "0420".into(), Summary::default());
+        reversal.reversal = Some(Reversal {
+            original: Some(key),
+            reversed: 2500,
+            effect: ReversalEffect::Advised(ReversalAdvice {
+                credit: credit("100000000009"),
+                remaining: 0,
+            }),
+            early: None,
+        });
+        let delivery = Delivery {
+            engine: "prepaid".into(),
+            confirmation: "100000000009".into(),
+            mti: "0220".into(),
+            link: "127.0.0.1:9583".into(),
+            attempt: 2,
+            at_ms: 5,
+        };
+        let records = [
+            Record::Decided(Box::new(approved)),
+            Record::Decided(Box::new(declined)),
+            Record::Decided(Box::new(reversal)),
+            Record::CreditSent(delivery.clone()),
+            Record::CreditAcked(delivery.clone()),
+            Record::AccountsImported { accounts: vec![] },
+        ];
+        for record in &records {
+            let body = record.to_bytes();
+            assert!(leading_tag(&body).is_some(), "the tag is written first");
+            let general: Record = serde_json::from_slice(&body).expect("general path");
+            assert_eq!(&general, record);
+            assert_eq!(&Record::from_bytes(&body).expect("fast path"), record);
+        }
+        // A tag that does not come first still reads, through the general path.
+        let reordered = br#"{"engine":"prepaid","confirmation":"100000000009","mti":"0220","link":"127.0.0.1:9583","attempt":2,"at_ms":5,"type":"credit_acked"}"#;
+        assert_eq!(
+            Record::from_bytes(reordered).expect("reordered"),
+            Record::CreditAcked(delivery)
+        );
+        assert!(Record::from_bytes(br#"{"type":"decided","key":1}"#).is_err());
+        assert!(Record::from_bytes(br#"{"type":"decided"#).is_err());
     }
 
     fn forwardable(record: &Record) -> Forwardable {
