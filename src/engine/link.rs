@@ -90,9 +90,13 @@ impl LinkHandle {
         *self.up.borrow()
     }
 
-    /// A receiver that changes when the link goes up or down.
+    /// A receiver that changes when the link goes up or down from now on (a clone
+    /// of the handle's receiver, which never reads, would report every change since
+    /// the link started as new).
     pub fn watch(&self) -> watch::Receiver<bool> {
-        self.up.clone()
+        let mut up = self.up.clone();
+        up.mark_unchanged();
+        up
     }
 
     /// Sends `message` and waits up to the ack timeout for the reply with its DE11 and
@@ -445,14 +449,13 @@ fn deliver(
 mod tests {
     use super::*;
 
-    fn unreachable_link(shutdown: &CancellationToken) -> LinkHandle {
+    fn link_to(address: SocketAddr, shutdown: &CancellationToken) -> LinkHandle {
         let settings = LinkSettings {
             engine: "test".into(),
-            // The discard port: nothing listens, the link never comes up.
-            address: SocketAddr::from(([127, 0, 0, 1], 9)),
+            address,
             spec: Arc::new(Spec::resolve("iso87ascii").expect("built-in spec")),
             codec: FrameCodec::new(crate::framing::LengthHeader::Binary2),
-            ack_timeout: Duration::from_millis(100),
+            ack_timeout: Duration::from_millis(500),
             echo_interval: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
             tls: None,
@@ -460,10 +463,45 @@ mod tests {
         spawn(settings, shutdown.clone())
     }
 
+    /// An engine that accepts one connection, answers its sign-on, then hangs up and
+    /// listens no more: the link goes up, then down for good.
+    async fn engine_that_hangs_up() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let spec = Spec::resolve("iso87ascii").expect("built-in spec");
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            drop(listener);
+            let codec = FrameCodec::new(crate::framing::LengthHeader::Binary2);
+            let mut framed = tokio_util::codec::Framed::new(stream, codec);
+            let frame = framed.next().await.expect("a frame").expect("framed");
+            let sign_on = iso8583::decode(&spec, &frame.body).expect("sign-on");
+            let body = iso8583::encode_to_bytes(&spec, &network_answer(&sign_on)).expect("0810");
+            let answer = Frame {
+                header: Bytes::new(),
+                body,
+            };
+            framed.send(answer).await.expect("send");
+        });
+        address
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn waiting_on_links_whose_tasks_ended_takes_the_full_second() {
         let shutdown = CancellationToken::new();
-        let links = [unreachable_link(&shutdown), unreachable_link(&shutdown)];
+        // The discard port: nothing listens, the links never come up.
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 9));
+        let links = [link_to(nowhere, &shutdown), link_to(nowhere, &shutdown)];
         shutdown.cancel();
         for link in &links {
             let mut watch = link.watch();
@@ -472,5 +510,24 @@ mod tests {
         let started = Instant::now();
         any_change(&links).await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_link_that_was_up_once_is_not_seen_changing_again_and_again() {
+        let shutdown = CancellationToken::new();
+        let links = [link_to(engine_that_hangs_up().await, &shutdown)];
+        let watch = links[0].watch();
+        until("sign-on", || watch.has_changed().unwrap_or(false)).await;
+        until("hang-up", || !links[0].is_up()).await;
+        // Down for good (nothing listens any more): a wait for a change lasts its
+        // whole second instead of ending at once on the old up and down.
+        let started = Instant::now();
+        any_change(&links).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "returned after {:?}",
+            started.elapsed()
+        );
+        shutdown.cancel();
     }
 }
