@@ -330,10 +330,8 @@ impl Decider {
             Kind::Financial | Kind::Authorization => Some(self.prefetch(message)),
             _ => None,
         };
-        // The draft depends on the message alone: made before the lock, it is not held
-        // while the summary and the day are formatted (a repeat just drops it).
-        let mut draft = self.draft(message, link, key.clone(), print.clone());
         let mut state = self.lock();
+        let mut draft = self.draft(message, link, key.clone(), print.clone());
         let advice = matches!(kind, Kind::FinancialAdvice | Kind::AuthorizationAdvice);
         match self.earlier(&state, &key)? {
             None if kind != Kind::Reversal => {
