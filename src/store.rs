@@ -85,6 +85,19 @@ pub struct TransactionEntry {
     /// For a completed authorization: the key of its completion advice.
     #[serde(default)]
     pub completed_by: Option<TransactionKey>,
+    /// For an advice acknowledged into the exception queue: the account it names and
+    /// the amount it owes, which a reversal by reference alone must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owed: Option<OwedAmount>,
+}
+
+/// What a queued advice owes, and to which account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedAmount {
+    /// The account the advice names.
+    pub account: String,
+    /// Minor units.
+    pub amount: u64,
 }
 
 /// What became of a transaction after its decision.
@@ -139,6 +152,10 @@ impl TransactionEntry {
             standing,
             mti: decision.mti.clone(),
             completed_by: None,
+            owed: decision.owed.as_ref().map(|o| OwedAmount {
+                account: o.account.clone(),
+                amount: o.amount,
+            }),
         }
     }
 
@@ -162,6 +179,7 @@ impl TransactionEntry {
             standing: Standing::ReversedBeforeArrival,
             mti: String::new(),
             completed_by: None,
+            owed: None,
         }
     }
 

@@ -892,6 +892,16 @@ async fn a_reversal_by_reference_reaches_a_queued_advice_and_its_resubmitted_cre
     let mut reversal = reversal_of(&first, 702, "0420");
     reversal.remove(90);
     assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    // A request of another account that shares the second advice's DE37 + DE41,
+    // reversed by reference twice: neither reversal touches what the advice owes.
+    let mut other = credit(704, 900, ACTIVE);
+    other.set(37, second.text(37).expect("DE37").to_owned());
+    assert_eq!(code(&rig.exchange(&other).await), "00");
+    for stan in [705, 706] {
+        let mut reversal = reversal_of(&other, stan, "0420");
+        reversal.remove(90);
+        assert_eq!(code(&rig.exchange(&reversal).await), "00");
+    }
     let config = rig.stop().await;
 
     let items = queue::list(&config).expect("list");

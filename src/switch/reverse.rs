@@ -141,20 +141,27 @@ impl Decider {
         if text(37).is_empty() {
             return Ok(None);
         }
+        let account = validate::account_of(message);
+        let amount = validate::amount_of(message);
         let mut found = Vec::new();
         for key in self.referenced(state, &reference)? {
-            if let Some(entry) = self.earlier(state, &key)? {
-                found.push((key, entry));
+            let Some(entry) = self.earlier(state, &key)? else {
+                continue;
+            };
+            // A queued advice credited nothing, so a reversal that names it by reference
+            // alone closes it only with its account and amount: any other transaction
+            // sharing the reference must not cancel what is owed.
+            if entry.queued && !owes(&entry, account, amount) {
+                continue;
             }
+            found.push((key, entry));
         }
         // Several transactions may share a reference (a correction re-uses it): the one
         // still open with this account and amount is the one reversed.
-        let account = validate::account_of(message);
-        let amount = validate::amount_of(message);
         let best = found.iter().position(|(_, e)| {
             e.standing == Standing::Open
                 && e.account.as_deref() == Some(account)
-                && e.credit.as_ref().map(|c| c.amount) == amount
+                && (e.queued || e.credit.as_ref().map(|c| c.amount) == amount)
         });
         Ok(match best {
             Some(index) => Some(found.swap_remove(index)),
@@ -331,4 +338,9 @@ fn replacement_amount(message: &Message) -> Option<u64> {
         .get(..12)
         .filter(|d| d.iter().all(u8::is_ascii_digit))?;
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Whether the queued advice `entry` owes `amount` to `account`.
+fn owes(entry: &TransactionEntry, account: &str, amount: Option<u64>) -> bool {
+    (entry.owed.as_ref()).is_some_and(|o| o.account == account && Some(o.amount) == amount)
 }
