@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::iso8583::mask_pan;
 use crate::queue::QueueError;
-use crate::server::{DataDir, ServeError};
+use crate::server::DataDir;
 use crate::store::{Standing, Store, StoreError, TransactionEntry};
 use crate::switch::confirmation::ConfirmationNumbers;
 use crate::switch::decide::Decider;
 use crate::switch::key::TransactionKey;
+
+/// How the endpoint's `404` for an unknown number begins.
+const NOT_FOUND: &str = "no approval with confirmation number";
 
 /// A transaction as customer service sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,9 +200,7 @@ pub fn lookup(config: &Config, confirmation: &str) -> Result<Option<Found>, Queu
             data.close()?;
             found
         }
-        Err(ServeError::Store(StoreError::InUse { .. })) => {
-            remote(crate::queue::running(config)?, confirmation)
-        }
+        Err(e) if crate::queue::in_use(&e) => remote(crate::queue::running(config)?, confirmation),
         Err(e) => Err(e.into()),
     }
 }
@@ -222,7 +223,8 @@ fn remote(addr: SocketAddr, confirmation: &str) -> Result<Option<Found>, QueueEr
         200 => serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| failed(&e)),
-        404 => Ok(None),
+        // The switch's own answer, not a 404 of a switch without this route.
+        404 if text.starts_with(NOT_FOUND) => Ok(None),
         _ => Err(failed(&format!("{status}: {text}"))),
     }
 }
@@ -240,10 +242,7 @@ async fn http_find(
 ) -> Result<Json<Found>, (StatusCode, String)> {
     match find(decider.store(), decider.numbers(), &confirmation) {
         Ok(Some(found)) => Ok(Json(found)),
-        Ok(None) => Err((
-            StatusCode::NOT_FOUND,
-            format!("no approval with confirmation number {confirmation}"),
-        )),
+        Ok(None) => Err((StatusCode::NOT_FOUND, format!("{NOT_FOUND} {confirmation}"))),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }

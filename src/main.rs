@@ -363,10 +363,13 @@ const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "10000");
 /// default), and takes it back zero-filled on the next page fault: under load the
 /// index thread's churn made that a stream of page faults and TLB shootdowns (43,000
 /// faults in a 10 s bench against 1,400 without purging, and about a tenth fewer
-/// approvals a second sustained). mimalloc reads its options only from the environment
-/// at process load, so the binary starts itself again, the same process (`exec` keeps
-/// the PID), with a ten-second delay, unless the variable is already set. If that
-/// fails it carries on with the default.
+/// approvals a second sustained). mimalloc takes its options from the environment when
+/// the process loads (changing one later is an FFI call, and this crate forbids
+/// `unsafe`), so the binary starts itself again, the same process (`exec` keeps the
+/// PID), with a ten-second delay, unless the variable is already set. Only a binary
+/// named `replenish…` does (not one run through the dynamic loader, say, whose
+/// arguments it would not know how to pass on); if `exec` fails it carries on with the
+/// default.
 fn keep_freed_memory_longer() {
     use std::os::unix::process::CommandExt;
     let (name, value) = PURGE_DELAY;
@@ -376,6 +379,10 @@ fn keep_freed_memory_longer() {
     let Ok(program) = std::env::current_exe() else {
         return;
     };
+    let file = program.file_name().and_then(|n| n.to_str());
+    if !file.is_some_and(|n| n.starts_with("replenish")) {
+        return;
+    }
     let mut args = std::env::args_os();
     let arg0 = args
         .next()

@@ -168,7 +168,7 @@ fn resubmit_offline(
     Ok(done.confirmation)
 }
 
-fn in_use(e: &ServeError) -> bool {
+pub(crate) fn in_use(e: &ServeError) -> bool {
     matches!(e, ServeError::Store(StoreError::InUse { .. }))
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use replenish::config::Config;
 use replenish::iso8583::{Message, Mti};
 use replenish::simulator::Entry;
-use replenish::switch::confirmation::luhn_valid;
+use replenish::switch::confirmation::{luhn_check_digit, luhn_valid};
 use replenish::switch::reverse::original_data;
 use replenish::{lookup, queue};
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
@@ -821,10 +821,13 @@ async fn look_up_until(
         })
         .await
         .expect("task")
-        .expect("lookup")
-        .expect("found");
-        if done(&found) || tokio::time::Instant::now() > deadline {
-            return found;
+        .expect("lookup");
+        // Not found yet: the decision may not be indexed yet.
+        let late = tokio::time::Instant::now() > deadline;
+        match found {
+            Some(found) if done(&found) || late => return found,
+            None if late => panic!("{number} never found"),
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -872,10 +875,26 @@ async fn customer_service_finds_a_replenishment_by_its_confirmation_number() {
     let config = rig.stop().await;
     let offline = lookup::lookup(&config, &number).expect("offline lookup");
     assert_eq!(offline.as_ref().map(|f| &f.standing), Some(&found.standing));
-    let mut other = number.into_bytes();
-    other[5] = if other[5] == b'9' { b'0' } else { other[5] + 1 };
-    let other = String::from_utf8(other).expect("digits");
-    assert_eq!(lookup::lookup(&config, &other).expect("lookup"), None);
+    // A well-formed number (check digit right) that was never issued, and a mistyped one.
+    let body = format!(
+        "{}{}",
+        &number[..5],
+        if &number[5..11] == "000000" {
+            "000001"
+        } else {
+            "000000"
+        }
+    );
+    let unissued = format!("{body}{}", luhn_check_digit(body.as_bytes()));
+    assert_eq!(lookup::lookup(&config, &unissued).expect("lookup"), None);
+    let mut mistyped = number.into_bytes();
+    mistyped[5] = if mistyped[5] == b'9' {
+        b'0'
+    } else {
+        mistyped[5] + 1
+    };
+    let mistyped = String::from_utf8(mistyped).expect("digits");
+    assert_eq!(lookup::lookup(&config, &mistyped).expect("lookup"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
