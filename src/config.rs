@@ -255,6 +255,35 @@ pub struct MetricsConfig {
     /// Address of the Prometheus endpoint; none (the default) serves no metrics.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// A file holding the operators' token (at least 16 characters; surrounding
+    /// whitespace ignored). When set, the exception queue and the lookups on the
+    /// endpoint answer only requests with `Authorization: Bearer TOKEN`, and the
+    /// command line sends it from this file; `/metrics` and `/status` stay open to
+    /// scrapers. None (the default): whoever reaches `listen` may use them.
+    #[serde(default)]
+    pub operator_token_file: Option<PathBuf>,
+}
+
+/// Shortest operator token accepted.
+const MIN_TOKEN_LEN: usize = 16;
+
+impl MetricsConfig {
+    /// The operators' token, read from its file (`None` when none is configured).
+    pub fn operator_token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.operator_token_file else {
+            return Ok(None);
+        };
+        let at = || format!("metrics.operator_token_file {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", at()))?;
+        let token = text.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "{}: the token is shorter than {MIN_TOKEN_LEN} characters",
+                at()
+            ));
+        }
+        Ok(Some(token.to_owned()))
+    }
 }
 
 /// What the switch does with a reversal whose original it never saw.

@@ -23,6 +23,7 @@ pub mod load;
 pub mod logging;
 pub mod lookup;
 pub mod metrics;
+pub mod operator;
 pub mod plot;
 pub mod queue;
 pub mod record;

@@ -8,7 +8,6 @@
 //! A decision made in the last few milliseconds may not be indexed yet, and is then
 //! reported as not found.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::iso8583::mask_pan;
+use crate::operator::Endpoint;
 use crate::queue::QueueError;
 use crate::server::DataDir;
 use crate::store::{Standing, Store, StoreError, TransactionEntry};
@@ -200,15 +200,16 @@ pub fn lookup(config: &Config, confirmation: &str) -> Result<Option<Found>, Queu
             data.close()?;
             found
         }
-        Err(e) if crate::queue::in_use(&e) => remote(crate::queue::running(config)?, confirmation),
+        Err(e) if crate::queue::in_use(&e) => remote(&Endpoint::of(config)?, confirmation),
         Err(e) => Err(e.into()),
     }
 }
 
-fn remote(addr: SocketAddr, confirmation: &str) -> Result<Option<Found>, QueueError> {
-    let url = format!("http://{addr}/transactions/{confirmation}");
+fn remote(endpoint: &Endpoint, confirmation: &str) -> Result<Option<Found>, QueueError> {
+    let url = endpoint.url(&format!("/transactions/{confirmation}"));
     let failed = |e: &dyn std::fmt::Display| QueueError::Remote(format!("{url}: {e}"));
-    let mut response = ureq::get(&url)
+    let mut response = endpoint
+        .authorize(ureq::get(&url))
         .config()
         .http_status_as_error(false)
         .build()

@@ -537,7 +537,10 @@ fn serve(config: Option<PathBuf>) -> Result<(), Failure> {
             tokio::spawn(logging::cancel_on_signal(shutdown.clone()));
             server::run(config, shutdown).await
         })
-        .map_err(|e| Failure::Other(e.to_string()))
+        .map_err(|e| match e {
+            server::ServeError::OperatorToken(message) => Failure::Input(message),
+            other => Failure::Other(other.to_string()),
+        })
 }
 
 fn import(table: Table, file: PathBuf, config: Option<PathBuf>) -> Result<(), Failure> {

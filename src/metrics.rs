@@ -335,11 +335,13 @@ impl Metrics {
 
 /// Serves `/metrics` and `/status` on `addr` until `shutdown`, and with a decider the
 /// exception queue (`/exceptions`, see [`crate::queue`]) and lookups by confirmation
-/// number (`/transactions/{confirmation}`, see [`crate::lookup`]).
+/// number (`/transactions/{confirmation}`, see [`crate::lookup`]), behind
+/// `operator_token` when there is one (see [`crate::operator`]).
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     decider: Option<Arc<Decider>>,
+    operator_token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let mut app = Router::new()
@@ -347,9 +349,7 @@ pub async fn serve(
         .route("/status", get(status))
         .with_state(metrics);
     if let Some(decider) = decider {
-        app = app
-            .merge(crate::queue::routes(decider.clone()))
-            .merge(crate::lookup::routes(decider));
+        app = app.merge(crate::operator::routes(decider, operator_token.as_deref()));
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!("metrics on http://{addr}/metrics");

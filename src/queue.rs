@@ -7,7 +7,6 @@
 //! and `POST /exceptions/{id}/resubmit` with `{"by": "NAME"}`. Account numbers are
 //! shown masked.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::engine::unsent::Unsent;
 use crate::iso8583::mask_pan;
+use crate::operator::Endpoint;
 use crate::server::{DataDir, ServeError, decider};
 use crate::store::{QueueItem, StoreError};
 use crate::switch::advise::ResubmitError;
@@ -136,7 +136,7 @@ pub fn list(config: &Config) -> Result<Vec<Shown>, QueueError> {
             data.close()?;
             Ok(items?.iter().map(Shown::of).collect())
         }
-        Err(e) if in_use(&e) => remote_list(running(config)?),
+        Err(e) if in_use(&e) => remote_list(Endpoint::of(config)?),
         Err(e) => Err(e.into()),
     }
 }
@@ -149,7 +149,7 @@ pub fn resubmit(config: &Config, id: u64, by: &str) -> Result<String, QueueError
             data.close()?;
             result
         }
-        Err(e) if in_use(&e) => remote_resubmit(running(config)?, id, by),
+        Err(e) if in_use(&e) => remote_resubmit(Endpoint::of(config)?, id, by),
         Err(e) => Err(e.into()),
     }
 }
@@ -172,18 +172,10 @@ pub(crate) fn in_use(e: &ServeError) -> bool {
     matches!(e, ServeError::Store(StoreError::InUse { .. }))
 }
 
-pub(crate) fn running(config: &Config) -> Result<SocketAddr, QueueError> {
-    config.metrics.listen.ok_or_else(|| {
-        QueueError::Remote(format!(
-            "{} is in use by a running switch without a [metrics] listen address",
-            config.data_dir.display()
-        ))
-    })
-}
-
-fn remote_list(addr: SocketAddr) -> Result<Vec<Shown>, QueueError> {
-    let url = format!("http://{addr}/exceptions");
-    let mut response = ureq::get(&url)
+fn remote_list(endpoint: Endpoint) -> Result<Vec<Shown>, QueueError> {
+    let url = endpoint.url("/exceptions");
+    let mut response = endpoint
+        .authorize(ureq::get(&url))
         .call()
         .map_err(|e| QueueError::Remote(format!("{url}: {e}")))?;
     let text = response
@@ -193,11 +185,12 @@ fn remote_list(addr: SocketAddr) -> Result<Vec<Shown>, QueueError> {
     serde_json::from_str(&text).map_err(|e| QueueError::Remote(format!("{url}: {e}")))
 }
 
-fn remote_resubmit(addr: SocketAddr, id: u64, by: &str) -> Result<String, QueueError> {
-    let url = format!("http://{addr}/exceptions/{id}/resubmit");
+fn remote_resubmit(endpoint: Endpoint, id: u64, by: &str) -> Result<String, QueueError> {
+    let url = endpoint.url(&format!("/exceptions/{id}/resubmit"));
     let body = serde_json::to_string(&Request { by: by.to_owned() })
         .map_err(|e| QueueError::Remote(e.to_string()))?;
-    let mut response = ureq::post(&url)
+    let mut response = endpoint
+        .authorize(ureq::post(&url))
         .config()
         .http_status_as_error(false)
         .build()

@@ -74,6 +74,9 @@ pub enum ServeError {
     /// A decision could not be made durable; the switch stopped without answering it.
     #[error("stopped: the journal failed")]
     Fatal,
+    /// The operator token file named by the config.
+    #[error("{0}")]
+    OperatorToken(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -226,6 +229,7 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Vec<std::net::SocketAddr>>>,
 ) -> Result<(), ServeError> {
+    let operator_token = (config.metrics.operator_token()).map_err(ServeError::OperatorToken)?;
     let (router, plan) = engine::plan(&config.engine);
     let data = DataDir::open_with(&config, Some(router))?;
     let unsent = Unsent::default();
@@ -239,7 +243,8 @@ pub async fn run_reporting(
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, metrics, Some(decider), stop).await {
+            let served = crate::metrics::serve(addr, metrics, Some(decider), operator_token, stop);
+            if let Err(e) = served.await {
                 warn!("metrics endpoint {addr}: {e}");
             }
         });

@@ -155,3 +155,23 @@ fn the_demo_credits_every_approval_once() {
     let output = replenish(&["lookup", "12345", "--config", "lookup.toml"], dir.path());
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+#[test]
+fn a_short_operator_token_stops_serve_with_exit_2_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("operator.token"), "short\n").expect("token");
+    std::fs::write(
+        dir.path().join("switch.toml"),
+        "data_dir = \"data\"\n[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nacquirer_id = \"1\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\noperator_token_file = \"operator.token\"\n",
+    )
+    .expect("config");
+    let output = replenish(&["serve", "--config", "switch.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("operator.token") && stderr.contains("shorter than 16"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing was started");
+}

@@ -972,3 +972,53 @@ async fn a_reversal_by_reference_reaches_a_queued_advice_and_its_resubmitted_cre
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_operator_token_the_queue_and_lookups_answer_only_its_holders() {
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let token_file = secrets.path().join("operator.token");
+    std::fs::write(&token_file, "s3cret-operator-token-0123\n").expect("token");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = format!(
+        "{HIGH_LIMITS}\n[metrics]\nlisten = \"{metrics}\"\noperator_token_file = \"{}\"\n",
+        token_file.display()
+    );
+    let mut rig = Rig::start(&extra).await;
+    let config = rig.switch.as_ref().expect("running").config.clone();
+    let number = confirmation(&rig.exchange(&credit(1, 2500, ACTIVE)).await);
+
+    // The command line sends the token from the config's file.
+    let found = look_up_until(&config, &number, |_| true).await;
+    assert_eq!(found.confirmation, number);
+    let listed = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || queue::list(&config)
+    });
+    assert!(listed.await.expect("task").expect("list").is_empty());
+
+    // Without it, or with another, the operator routes refuse; metrics stay open.
+    let status = move |path: &str, token: Option<&str>| {
+        let mut request = ureq::get(format!("http://{metrics}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build();
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.call().expect("an answer").status().as_u16()
+    };
+    let (path, metrics_path) = (format!("/transactions/{number}"), "/metrics".to_owned());
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            status(&path, None),
+            status(&path, Some("s3cret-operator-token-0124")),
+            status("/exceptions", None),
+            status(&path, Some("s3cret-operator-token-0123")),
+            status(&metrics_path, None),
+        ]
+    })
+    .await
+    .expect("task");
+    assert_eq!(statuses, [401, 401, 401, 200, 200]);
+    rig.stop().await;
+}
