@@ -151,7 +151,9 @@ async fn credits_wait_for_an_engine_restart() {
     engine.stop.cancel();
     drop(engine);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    answers.extend(load(switch.addr, 2, 100, 16, "H").await);
+    // More credits than the forwarder starts as tasks at once (1,024): the rest wait
+    // in its queue for the engine and must all go out, once each, when it is back.
+    answers.extend(load(switch.addr, 4, 400, 16, "H").await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _engine = Engine::start(&ledger, &addrs).await;
     assert_exactly_once(&ledger, &approved(&answers)).await;

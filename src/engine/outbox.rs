@@ -11,11 +11,11 @@
 //! sees a reversal before the credit; a credit that a reversal cancelled before its
 //! first send is dropped (or sent with the reduced amount) here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -32,6 +32,14 @@ use crate::record::{Delivery, Record};
 
 /// Credits of one engine in flight at once.
 const IN_FLIGHT: usize = 256;
+
+/// Credits of one engine started as tasks at once (queued for a link or in flight):
+/// enough that a freed in-flight permit goes straight to a waiting task, few enough
+/// that an engine outage does not hold a task per credit.
+const STARTED: usize = 4 * IN_FLIGHT;
+
+/// Most items taken from the queue in one go.
+const RECEIVED_AT_ONCE: usize = 1024;
 
 /// Counters of one engine's forwarding, for metrics and status.
 #[derive(Debug, Default)]
@@ -115,47 +123,42 @@ impl Forwarder {
         mut queue: mpsc::UnboundedReceiver<Outbound>,
         shutdown: CancellationToken,
     ) {
-        let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-        let tasks = TaskTracker::new();
         if !backlog.is_empty() {
-            info!(engine = %this.engine, "{} undelivered credit(s) from the outbox", backlog.len());
+            info!(engine = %self.engine, "{} undelivered credit(s) from the outbox", backlog.len());
         }
-        let start = |item: Outbound, repeat: bool| {
-            if let Outbound::Credit(credit) = &item {
-                this.crediting.open(&credit.confirmation);
-            }
-            let (this, permits) = (this.clone(), permits.clone());
-            this.tally.outstanding.fetch_add(1, Ordering::Relaxed);
-            let queued = now_ms();
-            let _ = this.tally.oldest_ms.compare_exchange(
-                0,
-                queued,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = this.deliver(item, repeat, &permits) => {}
-                }
-            });
+        let mut pending = Pending {
+            forwarder: Arc::new(self),
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            slots: Arc::new(Semaphore::new(STARTED)),
+            tasks: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+            waiting: VecDeque::new(),
         };
         for item in backlog {
-            start(item, true);
+            pending.admit(item, true);
         }
+        let mut received = Vec::with_capacity(RECEIVED_AT_ONCE);
         loop {
+            pending.start_ready();
+            let slot = pending.slots.clone().acquire_owned();
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                item = queue.recv() => match item {
-                    Some(item) => start(item, false),
-                    None => break,
+                slot = slot, if !pending.waiting.is_empty() => match slot {
+                    Ok(slot) => pending.start_next(slot),
+                    Err(_) => break,
                 },
+                count = queue.recv_many(&mut received, RECEIVED_AT_ONCE) => {
+                    if count == 0 {
+                        break;
+                    }
+                    for item in received.drain(..) {
+                        pending.admit(item, false);
+                    }
+                }
             }
         }
-        tasks.close();
-        tasks.wait().await;
+        pending.tasks.close();
+        pending.tasks.wait().await;
     }
 
     /// Sends one credit or reversal advice until an engine acknowledges it.
@@ -310,6 +313,68 @@ impl Forwarder {
         if let Err(e) = self.journal.append(&record.to_bytes()) {
             warn!(engine = %self.engine, "journal: {e}");
         }
+    }
+}
+
+/// What the forwarder has received and not yet started. A credit waits here, as a
+/// value, until one of [`STARTED`] slots is free, so an engine outage holds its backlog
+/// compactly rather than as a task per credit; a started credit then waits for one of
+/// [`IN_FLIGHT`] permits to send. A reversal advice starts at once (its task waits for
+/// its credit's ack, then for a permit); it arrives after its credit, which is marked
+/// open as soon as it is received, so the advice cannot overtake it.
+struct Pending {
+    forwarder: Arc<Forwarder>,
+    permits: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    waiting: VecDeque<(Outbound, bool)>,
+}
+
+impl Pending {
+    /// Counts a received item as outstanding; a credit waits for a permit.
+    fn admit(&mut self, item: Outbound, repeat: bool) {
+        let tally = &self.forwarder.tally;
+        tally.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _ =
+            (tally.oldest_ms).compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        match &item {
+            Outbound::Credit(credit) => {
+                self.forwarder.crediting.open(&credit.confirmation);
+                self.waiting.push_back((item, repeat));
+            }
+            Outbound::Reversal(_) => self.start(item, repeat, None),
+        }
+    }
+
+    /// Starts waiting credits while slots are free.
+    fn start_ready(&mut self) {
+        while !self.waiting.is_empty() {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => self.start_next(slot),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Starts the oldest waiting credit in `slot`.
+    fn start_next(&mut self, slot: OwnedSemaphorePermit) {
+        if let Some((item, repeat)) = self.waiting.pop_front() {
+            self.start(item, repeat, Some(slot));
+        }
+    }
+
+    /// Spawns the delivery of `item`; it holds `slot` (a credit's) until it is done.
+    fn start(&self, item: Outbound, repeat: bool, slot: Option<OwnedSemaphorePermit>) {
+        let (forwarder, permits) = (self.forwarder.clone(), self.permits.clone());
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = forwarder.deliver(item, repeat, &permits) => {}
+            }
+        });
     }
 }
 
