@@ -332,7 +332,8 @@ struct Pending {
 }
 
 impl Pending {
-    /// Counts a received item as outstanding; a credit waits for a permit.
+    /// Counts a received item as outstanding; a credit waits for a slot, a reversal
+    /// advice starts at once.
     fn admit(&mut self, item: Outbound, repeat: bool) {
         let tally = &self.forwarder.tally;
         tally.outstanding.fetch_add(1, Ordering::Relaxed);
