@@ -377,19 +377,7 @@ async fn an_unroutable_advice_is_queued_and_resubmitted_after_correction() {
     assert!(refused.to_string().contains("still unknown"), "{refused}");
 
     // The operator adds the account, then resubmits through the running switch.
-    let data = replenish::server::DataDir::open(&config).expect("data");
-    let corrected = replenish::switch::accounts::parse_accounts(
-        format!(
-            "account,min,carrier,status,expiry\n{account},2065550199,carrier-a,active,2030-12\n"
-        )
-        .as_bytes(),
-    )
-    .expect("csv");
-    data.commit(&[replenish::record::Record::AccountsImported {
-        accounts: corrected,
-    }])
-    .expect("import");
-    data.close().expect("close");
+    correct_account(&config, &account, "2065550199");
     rig.restart(config.clone()).await;
     let number = tokio::task::spawn_blocking({
         let (config, id) = (config.clone(), item.id);
@@ -806,6 +794,22 @@ async fn an_early_reversal_without_de90_stops_its_original_by_reference() {
     rig.stop().await;
 }
 
+/// Imports `account` (active, MIN `min`) into the stopped switch's data directory, as
+/// an operator correcting it would.
+fn correct_account(config: &Config, account: &str, min: &str) {
+    let data = replenish::server::DataDir::open(config).expect("data");
+    let corrected = replenish::switch::accounts::parse_accounts(
+        format!("account,min,carrier,status,expiry\n{account},{min},carrier-a,active,2030-12\n")
+            .as_bytes(),
+    )
+    .expect("csv");
+    data.commit(&[replenish::record::Record::AccountsImported {
+        accounts: corrected,
+    }])
+    .expect("import");
+    data.close().expect("close");
+}
+
 /// Looks `number` up as `replenish lookup` does (through the running switch when one
 /// holds the data directory), until `done` holds for the answer or 30 s have passed.
 async fn look_up_until(
@@ -938,19 +942,7 @@ async fn a_reversal_by_reference_reaches_a_queued_advice_and_its_resubmitted_cre
 
     // Corrected and resubmitted, the open one is credited; its reversal by reference
     // then takes the credit back at the engine.
-    let data = replenish::server::DataDir::open(&config).expect("data");
-    let corrected = replenish::switch::accounts::parse_accounts(
-        format!(
-            "account,min,carrier,status,expiry\n{account},2065550188,carrier-a,active,2030-12\n"
-        )
-        .as_bytes(),
-    )
-    .expect("csv");
-    data.commit(&[replenish::record::Record::AccountsImported {
-        accounts: corrected,
-    }])
-    .expect("import");
-    data.close().expect("close");
+    correct_account(&config, &account, "2065550188");
     let refused = queue::resubmit(&config, reversed.id, "alice").expect_err("reversed");
     assert!(refused.to_string().contains("reversed"), "{refused}");
     rig.restart(config.clone()).await;
