@@ -112,9 +112,7 @@ pub fn find(
     // authorization, whose entry names the completion that made the credit.
     if let Some(completion) = &entry.completed_by {
         if let Some(completed) = store.transaction(completion)? {
-            let mut found = describe(store, confirmation, completion, &completed)?;
-            found.completed_by = None;
-            return Ok(Some(found));
+            return describe(store, confirmation, completion, &completed).map(Some);
         }
     }
     describe(store, confirmation, &key, &entry).map(Some)
