@@ -5,7 +5,7 @@
 //! prints best and median wall time per call of each loop.
 
 use bytes::BytesMut;
-use replenish::iso8583::{Spec, decode, encode, encode_to_bytes, from_json_str};
+use replenish::wire::iso8583::{Spec, decode, encode, encode_to_bytes, from_json_str};
 use std::hint::black_box;
 
 #[inline(never)]
@@ -16,7 +16,7 @@ fn decode_loop(spec: &Spec, frame: &bytes::Bytes, n: usize) {
 }
 
 #[inline(never)]
-fn encode_loop(spec: &Spec, m: &replenish::iso8583::Message, out: &mut BytesMut, n: usize) {
+fn encode_loop(spec: &Spec, m: &replenish::wire::iso8583::Message, out: &mut BytesMut, n: usize) {
     for _ in 0..n {
         out.clear();
         encode(black_box(spec), black_box(m), out).expect("bench setup");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use replenish::iso8583::{Message, Spec, decode, encode, encode_to_bytes, from_json_str};
+use replenish::wire::iso8583::{Message, Spec, decode, encode, encode_to_bytes, from_json_str};
 
 const SPECS: [&str; 4] = ["iso87ascii", "iso87binary", "iso87bcd", "iso87ebcdic"];
 

@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use replenish::record::{Approval, Credit, Decision, Record, Summary, UsageChange};
-use replenish::store::Store;
-use replenish::switch::confirmation::ConfirmationNumbers;
-use replenish::switch::key::TransactionKey;
+use replenish::durable::record::{Approval, Credit, Decision, Record, Summary, UsageChange};
+use replenish::durable::store::Store;
+use replenish::vocab::confirmation::ConfirmationNumbers;
+use replenish::vocab::key::TransactionKey;
 
 /// Approvals per applied batch (the indexer gathers 10 ms of batches: about this many
 /// at 10,000 approvals a second).

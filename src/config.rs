@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::framing::LengthHeader;
-use crate::iso8583::Spec;
+use crate::wire::framing::LengthHeader;
+use crate::wire::iso8583::Spec;
 
 /// The text of the embedded default config.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../fixtures/configs/default.toml");
@@ -330,7 +330,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
 fn default_max_frame() -> usize {
-    crate::framing::DEFAULT_MAX_FRAME
+    crate::wire::framing::DEFAULT_MAX_FRAME
 }
 fn default_spec() -> String {
     "iso87ascii".into()

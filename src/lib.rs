@@ -1,35 +1,32 @@
 //! `replenish`: an ISO 8583 switch for prepaid-account replenishment.
 //!
 //! The library holds everything; the `replenish` binary only parses the command line.
-//! [`iso8583`] is the wire format alone (no I/O), [`framing`] splits byte streams into
-//! messages.
+//! The folders are rooms with one job each, and imports point one way, from the top of
+//! this list to the bottom:
+//!
+//! - [`tools`]: what runs around the switch (demo, bench, load, capture, replay, send,
+//!   engine-sim, decode/encode);
+//! - [`server`]: wires `replenish serve` together;
+//! - [`operate`]: what operators reach (the HTTP endpoint, metrics, the exception queue,
+//!   lookups, imports);
+//! - [`acquirer`]: inbound listeners and sessions;
+//! - [`switch`]: the business rules; [`engine`]: forwarding to the prepaid engines;
+//! - [`durable`]: the journal, its records, the indexes and the data directory;
+//! - [`vocab`]: the words every room shares (transaction key, response codes, accounts,
+//!   confirmation numbers);
+//! - [`wire`]: what crosses a socket (ISO 8583, framing, TLS).
+//!
+//! [`config`] is read by every room and imports only [`wire`].
 #![forbid(unsafe_code)]
 
 pub mod acquirer;
-pub mod admin;
-pub mod bench;
-pub mod capture;
-pub mod client;
 pub mod config;
-pub mod demo;
+pub mod durable;
 pub mod engine;
-pub mod exceptions;
-pub mod framing;
-pub mod indexer;
-pub mod inspect;
-pub mod iso8583;
-pub mod journal;
-pub mod load;
 pub mod logging;
-pub mod lookup;
-pub mod metrics;
-pub mod operator;
-pub mod plot;
-pub mod queue;
-pub mod record;
-pub mod replay;
+pub mod operate;
 pub mod server;
-pub mod simulator;
-pub mod store;
 pub mod switch;
-pub mod tls;
+pub mod tools;
+pub mod vocab;
+pub mod wire;

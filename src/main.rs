@@ -18,17 +18,19 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use replenish::admin::{self, ImportError, Table};
-use replenish::bench::{self, BenchPlan};
-use replenish::client;
 use replenish::config::Config;
-use replenish::framing::{FrameCodec, LengthHeader};
-use replenish::inspect::{self, Listing};
-use replenish::iso8583::Spec;
-use replenish::load::{self, LoadPlan, LoadReport, Pace};
-use replenish::simulator::{self, Faults, SimConfig, SimError};
-use replenish::switch::accounts::{AccountStatus, parse_accounts};
-use replenish::{capture, logging, queue, replay, server};
+use replenish::operate::admin::{self, ImportError, Table};
+use replenish::operate::queue;
+use replenish::tools::bench::{self, BenchPlan};
+use replenish::tools::client;
+use replenish::tools::inspect::{self, Listing};
+use replenish::tools::load::{self, LoadPlan, LoadReport, Pace};
+use replenish::tools::simulator::{self, Faults, SimConfig, SimError};
+use replenish::tools::{capture, replay};
+use replenish::vocab::accounts::{AccountStatus, parse_accounts};
+use replenish::wire::framing::{FrameCodec, LengthHeader};
+use replenish::wire::iso8583::Spec;
+use replenish::{logging, server};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -479,7 +481,8 @@ fn run(command: Command) -> Result<(), Failure> {
         } => bench(accounts, engine, pacing),
         Command::Demo { requests, data_dir } => demo(requests, data_dir),
         Command::Status { metrics } => {
-            let status = replenish::metrics::fetch_status(metrics).map_err(Failure::Other)?;
+            let status =
+                replenish::operate::metrics::fetch_status(metrics).map_err(Failure::Other)?;
             print!("{status}");
             Ok(())
         }
@@ -601,7 +604,7 @@ fn lookup(confirmation: &str, json: bool, config: Option<&Path>) -> Result<(), F
         )));
     }
     let config = load_config(config)?;
-    let found = replenish::lookup::lookup(&config, confirmation)
+    let found = replenish::operate::lookup::lookup(&config, confirmation)
         .map_err(|e| Failure::Other(e.to_string()))?
         .ok_or_else(|| {
             Failure::Other(format!(
@@ -702,7 +705,7 @@ fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
 fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
     logging::init("warn");
     let summary = runtime()?
-        .block_on(replenish::demo::run(requests, data_dir))
+        .block_on(replenish::tools::demo::run(requests, data_dir))
         .map_err(|e| Failure::Other(e.to_string()))?;
     println!("{summary}");
     if summary.credited_twice > 0 || summary.credited < summary.approved.len() {
@@ -730,7 +733,7 @@ fn send(
                 std::fs::read_to_string(&path)
             }
             .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
-            replenish::iso8583::from_json_str(&spec, &text)
+            replenish::wire::iso8583::from_json_str(&spec, &text)
                 .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?
         }
     };
@@ -748,7 +751,7 @@ fn send(
             client::ClientError::Message(m) => Failure::Input(m),
             other => Failure::Other(other.to_string()),
         })?;
-    println!("{}", replenish::iso8583::pretty(&spec, &answer));
+    println!("{}", replenish::wire::iso8583::pretty(&spec, &answer));
     Ok(())
 }
 

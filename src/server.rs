@@ -2,61 +2,43 @@
 //! replays what the indexes lack, starts the indexer, the decider and one listener per
 //! configured acquirer link, and on shutdown drains: listeners stop accepting, sessions
 //! stop reading and answer what is in flight within the grace period, the journal syncs
-//! and closes, the indexer catches up. The data directory is also opened by the import
-//! commands, through [`DataDir`].
+//! and closes, the indexer catches up. The data directory itself is
+//! [`crate::durable::datadir`].
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicBool;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::acquirer::{self, Context, Settings};
-use crate::config::{AcquirerConfig, Config, OrphanReversal};
-use crate::engine::unsent::Unsent;
-use crate::engine::{self, Router};
-use crate::exceptions::ExceptionLog;
-use crate::framing::FrameCodec;
-use crate::indexer::{self, IndexError};
-use crate::iso8583::Spec;
-use crate::journal::{Journal, JournalConfig, JournalError};
-use crate::metrics::Metrics;
-use crate::record::Record;
-use crate::store::{Store, StoreError};
-use crate::switch::codes::ResponseCode;
-use crate::switch::confirmation::ConfirmationNumbers;
-use crate::switch::decide::{Decider, Link, Parts, Policy, Routes, SwitchError};
-use crate::switch::validate::Rules;
+use crate::acquirer::{self, Context, Responses, Settings};
+use crate::config::{AcquirerConfig, Config};
+use crate::durable::datadir::{DataDir, DataError};
+use crate::engine::{self, unsent::Unsent};
+use crate::operate::metrics::Metrics;
+use crate::switch::decide::{Decider, Link, SwitchError};
+use crate::switch::open::decider;
+use crate::wire::framing::FrameCodec;
+use crate::wire::iso8583::Spec;
 
-/// Why the server (or an import) stopped with an error.
+/// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// A file or directory of the data directory.
+    /// A listener's address, or the data directory at close.
     #[error("{path}: {source}")]
     Io {
-        /// The path.
+        /// The path or link.
         path: String,
         /// Why.
         source: std::io::Error,
     },
-    /// The journal.
-    #[error("journal: {0}")]
-    Journal(#[from] JournalError),
-    /// The indexes.
+    /// The data directory.
     #[error("{0}")]
-    Store(#[from] StoreError),
-    /// Replaying or following the journal.
-    #[error("{0}")]
-    Index(#[from] IndexError),
+    Data(#[from] DataError),
     /// The decider could not start.
     #[error("{0}")]
     Switch(#[from] SwitchError),
@@ -77,144 +59,6 @@ pub enum ServeError {
     /// The operator token file named by the config.
     #[error("{0}")]
     OperatorToken(String),
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
-    move |source| ServeError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Durable journal batches waiting for the router before the journal writer waits.
-const SINK_BATCHES: usize = 64;
-
-/// An open data directory: journal, indexes, and the indexer following the journal.
-pub struct DataDir {
-    /// The directory.
-    pub path: PathBuf,
-    /// The journal.
-    pub journal: Journal,
-    /// The indexes.
-    pub store: Store,
-    /// The last journal position the indexer applied.
-    pub applied: Arc<AtomicU64>,
-    indexer: Option<JoinHandle<Result<(), IndexError>>>,
-    /// Set when the indexer or the router stopped on an error.
-    index_failed: Arc<AtomicBool>,
-}
-
-impl DataDir {
-    /// Opens (creating) the data directory named by `config`, replays the journal into
-    /// the indexes and starts the indexer.
-    pub fn open(config: &Config) -> Result<DataDir, ServeError> {
-        DataDir::open_with(config, None)
-    }
-
-    /// [`DataDir::open`], with the indexer routing durable credits to `router`.
-    pub fn open_with(config: &Config, router: Option<Router>) -> Result<DataDir, ServeError> {
-        let path = config.data_dir.clone();
-        fs::create_dir_all(&path).map_err(io_error(&path))?;
-        let store = Store::open(&path.join("index"))?;
-        let (sink, batches) = std::sync::mpsc::sync_channel(SINK_BATCHES);
-        let journal_dir = path.join("journal");
-        let (journal, recovery) =
-            Journal::open(JournalConfig::new(journal_dir.clone()), Some(sink))?;
-        if let Some(cut) = &recovery.cut {
-            warn!("journal: torn tail cut on start: {cut:?}");
-        }
-        let (exceptions, fraud) = (config.exceptions_log(), config.fraud_log());
-        let mut log = ExceptionLog::open(&exceptions, &fraud).map_err(io_error(&exceptions))?;
-        let replayed = indexer::replay(&store, &journal_dir, &mut log)?;
-        info!(
-            journal.last_seq = recovery.last_seq,
-            replayed,
-            "data directory {} open",
-            path.display()
-        );
-        let applied = Arc::new(AtomicU64::new(store.applied_seq()?));
-        let index_failed = Arc::new(AtomicBool::new(false));
-        let indexer = indexer::spawn(
-            store.clone(),
-            log,
-            batches,
-            applied.clone(),
-            router,
-            index_failed.clone(),
-        )
-        .map_err(io_error(&path))?;
-        Ok(DataDir {
-            path,
-            journal,
-            store,
-            applied,
-            indexer: Some(indexer),
-            index_failed,
-        })
-    }
-
-    /// Journals records, waits until they are durable and indexed.
-    pub fn commit(&self, records: &[Record]) -> Result<(), ServeError> {
-        let bodies: Vec<Vec<u8>> = records.iter().map(Record::to_bytes).collect();
-        let slices: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-        let seqs = self.journal.append_all(&slices)?;
-        self.journal.wait_durable_blocking(*seqs.end())?;
-        while self.applied.load(std::sync::atomic::Ordering::Acquire) < *seqs.end() {
-            if self.indexer.as_ref().is_none_or(|h| h.is_finished()) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        Ok(())
-    }
-
-    /// Syncs and closes the journal, then lets the indexer finish.
-    pub fn close(mut self) -> Result<(), ServeError> {
-        self.journal.close()?;
-        if let Some(handle) = self.indexer.take() {
-            match handle.join() {
-                Ok(result) => result?,
-                Err(_) => warn!("indexer thread panicked"),
-            }
-        }
-        self.store.flush()?;
-        Ok(())
-    }
-
-    /// The key of confirmation numbers, made once per data directory.
-    pub fn confirmation_key(&self) -> Result<Vec<u8>, ServeError> {
-        let path = self.path.join("confirmation.key");
-        match fs::read(&path) {
-            Ok(key) if key.len() >= 16 => return Ok(key),
-            Ok(_) => {
-                return Err(ServeError::Io {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other("shorter than 16 bytes"),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&path)(e)),
-        }
-        let mut key = vec![0u8; 32];
-        SystemRandom::new()
-            .fill(&mut key)
-            .map_err(|_| io_error(&path)(std::io::Error::other("no system randomness")))?;
-        write_durably(&path, &key).map_err(io_error(&path))?;
-        Ok(key)
-    }
-}
-
-/// Writes a new file and makes it and its name durable.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Runs the switch until `shutdown` is cancelled (SIGTERM) or the journal fails.
@@ -243,7 +87,8 @@ pub async fn run_reporting(
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();
         tokio::spawn(async move {
-            let served = crate::metrics::serve(addr, metrics, Some(decider), operator_token, stop);
+            let served =
+                crate::operate::http::serve(addr, metrics, Some(decider), operator_token, stop);
             if let Err(e) = served.await {
                 warn!("metrics endpoint {addr}: {e}");
             }
@@ -254,10 +99,14 @@ pub async fn run_reporting(
     let tracker = TaskTracker::new();
     let mut bound = Vec::new();
     for acquirer in &config.acquirer {
-        let settings = Arc::new(settings(acquirer, metrics.clone())?);
-        let listener = TcpListener::bind(acquirer.listen)
-            .await
-            .map_err(io_error(Path::new(&acquirer.name)))?;
+        let settings = Arc::new(settings(acquirer, metrics.responses())?);
+        let listener =
+            TcpListener::bind(acquirer.listen)
+                .await
+                .map_err(|source| ServeError::Io {
+                    path: acquirer.name.clone(),
+                    source,
+                })?;
         let local = listener.local_addr().unwrap_or(acquirer.listen);
         bound.push(local);
         info!(link.name = %acquirer.name, "listening on {local}");
@@ -274,7 +123,7 @@ pub async fn run_reporting(
         let _ = ready.send(bound);
     }
     tokio::spawn(stop_when_indexing_fails(
-        data.index_failed.clone(),
+        data.index_failed(),
         fatal.clone(),
         shutdown.clone(),
     ));
@@ -324,33 +173,6 @@ async fn stop_when_indexing_fails(
     }
 }
 
-/// The decider of a data directory, with the config's rules, routes and policy.
-pub fn decider(config: &Config, data: &DataDir, unsent: Unsent) -> Result<Decider, ServeError> {
-    let policy = Policy {
-        orphan_reversal: match config.switch.reversal_without_original {
-            OrphanReversal::Approve => ResponseCode::Approved,
-            OrphanReversal::Decline => ResponseCode::NoOriginal,
-        },
-        hold_expiry: config.switch.hold_expiry,
-    };
-    Ok(Decider::new(Parts {
-        journal: data.journal.clone(),
-        store: data.store.clone(),
-        rules: rules(config),
-        routes: Routes::new(
-            config
-                .engine
-                .iter()
-                .map(|e| (e.name.as_str(), e.carriers.as_slice())),
-        ),
-        numbers: ConfirmationNumbers::new(&data.confirmation_key()?),
-        applied: data.applied.clone(),
-        clock: chrono::Utc::now,
-        unsent,
-        policy,
-    })?)
-}
-
 /// Releases expired authorization holds once a second until `stop`.
 async fn expire_holds(decider: Arc<Decider>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -366,26 +188,7 @@ async fn expire_holds(decider: Arc<Decider>, stop: CancellationToken) {
     }
 }
 
-/// The rules of the `[limits]` section.
-pub fn rules(config: &Config) -> Rules {
-    let limits = &config.limits;
-    Rules {
-        min_amount: limits.min_amount,
-        max_amount: limits.max_amount,
-        daily_count: limits.daily_count,
-        daily_amount: limits.daily_amount,
-        currencies: limits.currencies.clone(),
-        processing_codes: limits.processing_codes.clone(),
-        account_ranges: limits
-            .account_ranges
-            .iter()
-            .map(|r| (r.from.clone(), r.to.clone()))
-            .collect(),
-        check_terminal: limits.check_terminal,
-    }
-}
-
-fn settings(acquirer: &AcquirerConfig, metrics: Arc<Metrics>) -> Result<Settings, ServeError> {
+fn settings(acquirer: &AcquirerConfig, responses: Responses) -> Result<Settings, ServeError> {
     let setup = |reason: String| ServeError::Setup {
         link: acquirer.name.clone(),
         reason,
@@ -393,7 +196,7 @@ fn settings(acquirer: &AcquirerConfig, metrics: Arc<Metrics>) -> Result<Settings
     let spec = Spec::resolve(&acquirer.spec).map_err(|e| setup(e.to_string()))?;
     let tls = match &acquirer.tls {
         Some(tls) => {
-            let config = crate::tls::server_config(&tls.cert, &tls.key, Some(&tls.client_ca))
+            let config = crate::wire::tls::server_config(&tls.cert, &tls.key, Some(&tls.client_ca))
                 .map_err(|e| setup(e.to_string()))?;
             Some(TlsAcceptor::from(config))
         }
@@ -415,6 +218,6 @@ fn settings(acquirer: &AcquirerConfig, metrics: Arc<Metrics>) -> Result<Settings
         idle_timeout: acquirer.idle_timeout,
         max_in_flight: acquirer.max_in_flight,
         tls,
-        metrics,
+        responses,
     })
 }

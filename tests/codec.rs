@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use replenish::iso8583::{
+use replenish::wire::iso8583::{
     self, DecodeErrorKind, Element, EncodeError, Message, Mti, Spec, decode_slice, encode_to_bytes,
 };
 
@@ -414,7 +414,7 @@ proptest! {
 /// does (256-byte maximum frame) and checks that the read buffer never holds more than
 /// twice one maximum frame plus one piece. `bytes` are the stream's non-zero bytes.
 fn framing_stays_within_two_frames(len: usize, bytes: &[(usize, u8)], chunk: usize) {
-    use replenish::framing::{FrameCodec, LengthHeader};
+    use replenish::wire::framing::{FrameCodec, LengthHeader};
     use tokio_util::codec::Decoder;
 
     const MAX_CHUNK: usize = 64;

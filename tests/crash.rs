@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use replenish::config::Config;
-use replenish::iso8583::Message;
-use replenish::store::Store;
-use replenish::switch::confirmation::ConfirmationNumbers;
+use replenish::durable::store::Store;
+use replenish::vocab::confirmation::ConfirmationNumbers;
+use replenish::wire::iso8583::Message;
 use support::{Client, free_port, free_ports, request, root};
 
 /// Sample accounts that approve: active, unexpired, with a MIN and a routed carrier
@@ -381,7 +381,7 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
         let lines: Vec<String> = text
             .lines()
             .map(|l| {
-                let entry: replenish::simulator::Entry =
+                let entry: replenish::tools::simulator::Entry =
                     serde_json::from_str(l).expect("ledger line");
                 entry.confirmation
             })
@@ -401,9 +401,10 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     // status endpoint shows the outbox draining to zero.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status = tokio::task::spawn_blocking(move || replenish::metrics::fetch_status(metrics))
-            .await
-            .expect("status task");
+        let status =
+            tokio::task::spawn_blocking(move || replenish::operate::metrics::fetch_status(metrics))
+                .await
+                .expect("status task");
         if status.is_ok_and(|s| s.engines.iter().all(|e| e.outbox == 0)) {
             break;
         }

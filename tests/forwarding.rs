@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use replenish::config::Config;
-use replenish::iso8583::Message;
-use replenish::simulator;
+use replenish::tools::simulator;
+use replenish::wire::iso8583::Message;
 use support::engine::{Engine, HIGH_LIMITS, loopback_pair};
 use support::{Switch, import_samples, load};
 
@@ -89,7 +89,8 @@ async fn every_approval_is_credited_exactly_once() {
     assert_eq!(approvals.len(), 1000, "the sample accounts approve");
     assert_exactly_once(&ledger_path(dir.path()), &approvals).await;
     let config = switch.stop().await;
-    let store = replenish::store::Store::open(&config.data_dir.join("index")).expect("index");
+    let store =
+        replenish::durable::store::Store::open(&config.data_dir.join("index")).expect("index");
     assert!(
         store.outbox("prepaid").expect("outbox").is_empty(),
         "acks empty the outbox"
@@ -162,7 +163,7 @@ async fn credits_wait_for_an_engine_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_echo_test_is_answered() {
-    use replenish::iso8583::Mti;
+    use replenish::wire::iso8583::Mti;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use replenish::journal::{
+use replenish::durable::journal::{
     self, CutTail, Journal, JournalConfig, JournalError, Record, Recovery, read_from,
 };
 

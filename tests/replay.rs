@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use replenish::capture::{self, Capture, Captured, Direction, LinkOptions, Location};
-use replenish::framing::{FrameCodec, LengthHeader};
-use replenish::iso8583::{self, Message, Mti, Spec};
-use replenish::replay::{self, ReplayPace, ReplayPlan, ReplayReport, Rewrite, Verdict};
+use replenish::tools::capture::{self, Capture, Captured, Direction, LinkOptions, Location};
+use replenish::tools::replay::{self, ReplayPace, ReplayPlan, ReplayReport, Rewrite, Verdict};
+use replenish::wire::framing::{FrameCodec, LengthHeader};
+use replenish::wire::iso8583::{self, Message, Mti, Spec};
 use support::{ACTIVE, fresh, request, root};
 
 fn spec() -> Arc<Spec> {

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use replenish::config::Config;
-use replenish::iso8583::{Message, Mti};
-use replenish::simulator::Entry;
-use replenish::switch::confirmation::{luhn_check_digit, luhn_valid};
+use replenish::operate::{lookup, queue};
 use replenish::switch::reverse::original_data;
-use replenish::{lookup, queue};
+use replenish::tools::simulator::Entry;
+use replenish::vocab::confirmation::{luhn_check_digit, luhn_valid};
+use replenish::wire::iso8583::{Message, Mti};
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
 use support::{ACTIVE, Client, Switch, free_port, import_samples, request};
 
@@ -251,7 +251,8 @@ async fn a_reversal_before_the_credit_leaves_removes_it_from_the_outbox() {
     );
     assert_eq!(of(&sync).len(), 1);
     let config = switch.stop().await;
-    let store = replenish::store::Store::open(&config.data_dir.join("index")).expect("index");
+    let store =
+        replenish::durable::store::Store::open(&config.data_dir.join("index")).expect("index");
     assert!(store.outbox("prepaid").expect("outbox").is_empty());
     assert!(store.reversals("prepaid").expect("reversals").is_empty());
 }
@@ -797,13 +798,13 @@ async fn an_early_reversal_without_de90_stops_its_original_by_reference() {
 /// Imports `account` (active, MIN `min`) into the stopped switch's data directory, as
 /// an operator correcting it would.
 fn correct_account(config: &Config, account: &str, min: &str) {
-    let data = replenish::server::DataDir::open(config).expect("data");
-    let corrected = replenish::switch::accounts::parse_accounts(
+    let data = replenish::durable::datadir::DataDir::open(config).expect("data");
+    let corrected = replenish::vocab::accounts::parse_accounts(
         format!("account,min,carrier,status,expiry\n{account},{min},carrier-a,active,2030-12\n")
             .as_bytes(),
     )
     .expect("csv");
-    data.commit(&[replenish::record::Record::AccountsImported {
+    data.commit(&[replenish::durable::record::Record::AccountsImported {
         accounts: corrected,
     }])
     .expect("import");

@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use replenish::iso8583::{Message, Mti};
-use replenish::store::Store;
-use replenish::switch::confirmation::luhn_valid;
+use replenish::durable::store::Store;
+use replenish::vocab::confirmation::luhn_valid;
+use replenish::wire::iso8583::{Message, Mti};
 use support::{ACTIVE, Client, Switch, fresh, request};
 
 #[tokio::test]
@@ -178,8 +178,8 @@ async fn format_errors_are_answered_30_or_close_only_their_connection() {
     let mut bad = Client::connect(switch.addr).await;
     let mut good = Client::connect(switch.addr).await;
     // DE4 with a letter: MTI and DE11 readable, so 30 comes back.
-    let mut wire = replenish::iso8583::encode_to_bytes(
-        &replenish::iso8583::Spec::resolve("iso87ascii").expect("spec"),
+    let mut wire = replenish::wire::iso8583::encode_to_bytes(
+        &replenish::wire::iso8583::Spec::resolve("iso87ascii").expect("spec"),
         &request(5, 2500, ACTIVE),
     )
     .expect("encodes")

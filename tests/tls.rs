@@ -51,7 +51,7 @@ async fn handshake(
         None => (Default::default(), Default::default()),
     };
     let pair = client.map(|_| (cert.as_path(), key.as_path()));
-    let config = replenish::tls::client_config(&ca, pair).expect("client config");
+    let config = replenish::wire::tls::client_config(&ca, pair).expect("client config");
     let connector = TlsConnector::from(Arc::clone(&config));
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").expect("name");

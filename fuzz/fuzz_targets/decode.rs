@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use replenish::iso8583::{Spec, decode_slice};
+use replenish::wire::iso8583::{Spec, decode_slice};
 
 static SPECS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
     ["iso87ascii", "iso87binary", "iso87bcd", "iso87ebcdic"]

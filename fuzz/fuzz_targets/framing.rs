@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use replenish::framing::{FrameCodec, LengthHeader};
+use replenish::wire::framing::{FrameCodec, LengthHeader};
 use tokio_util::codec::Decoder;
 
 /// Largest chunk fed at once; also the slack allowed over one frame in the buffer:

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use replenish::iso8583::{Spec, decode, encode_to_bytes};
+use replenish::wire::iso8583::{Spec, decode, encode_to_bytes};
 
 static SPECS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
     ["iso87ascii", "iso87binary", "iso87bcd", "iso87ebcdic"]

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::iso8583::{Message, Mti};
-use crate::record::{Credit, ReversalAdvice};
+use crate::durable::record::{Credit, ReversalAdvice};
+use crate::wire::iso8583::{Message, Mti};
 
 /// DE70 codes of `0800`.
 pub const SIGN_ON: &str = "001";

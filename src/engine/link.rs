@@ -30,8 +30,8 @@ use super::advice::MatchKey;
 use super::advice::{self, ECHO, SIGN_OFF, SIGN_ON};
 use super::backoff::Backoff;
 use crate::config::BackoffConfig;
-use crate::framing::{Frame, FrameCodec, FramingError};
-use crate::iso8583::{self, Message, Spec};
+use crate::wire::framing::{Frame, FrameCodec, FramingError};
+use crate::wire::iso8583::{self, Message, Spec};
 
 /// What a link needs to know.
 pub struct LinkSettings {
@@ -454,7 +454,7 @@ mod tests {
             engine: "test".into(),
             address,
             spec: Arc::new(Spec::resolve("iso87ascii").expect("built-in spec")),
-            codec: FrameCodec::new(crate::framing::LengthHeader::Binary2),
+            codec: FrameCodec::new(crate::wire::framing::LengthHeader::Binary2),
             ack_timeout: Duration::from_millis(500),
             echo_interval: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
@@ -474,7 +474,7 @@ mod tests {
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
             drop(listener);
-            let codec = FrameCodec::new(crate::framing::LengthHeader::Binary2);
+            let codec = FrameCodec::new(crate::wire::framing::LengthHeader::Binary2);
             let mut framed = tokio_util::codec::Framed::new(stream, codec);
             let frame = framed.next().await.expect("a frame").expect("framed");
             let sign_on = iso8583::decode(&spec, &frame.body).expect("sign-on");

@@ -1,7 +1,7 @@
 //! Forwarding approved credits to the prepaid engines (DESIGN.md §6): at least once on
 //! the wire, exactly once in effect. Each configured engine gets two [`link`]s and an
 //! [`outbox`] forwarder; the indexer hands every credit to its engine's forwarder
-//! through the [`Router`] as soon as the journal batch that approved it is durable,
+//! through the [`Router`] (in [`crate::durable::handoff`]) as soon as the journal batch that approved it is durable,
 //! and likewise every reversal advice. [`advice`] builds the outbound messages,
 //! [`backoff`] spaces reconnects and retries, and [`unsent`] lets a reversal cancel a
 //! credit that has not left yet.
@@ -12,7 +12,6 @@ pub mod link;
 pub mod outbox;
 pub mod unsent;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
@@ -20,59 +19,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::config::EngineConfig;
-use crate::framing::FrameCodec;
-use crate::iso8583::Spec;
-use crate::journal::Journal;
-use crate::record::{Credit, ReversalAdvice};
-use crate::store::{Store, StoreError};
+use crate::durable::handoff::{Outbound, Router};
+use crate::durable::journal::Journal;
+use crate::durable::store::{Store, StoreError};
+use crate::wire::framing::FrameCodec;
+use crate::wire::iso8583::Spec;
 use link::{LinkHandle, LinkSettings};
 use outbox::{Forwarder, Tally};
-
-/// What goes to an engine: a credit, or the reversal of one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// A `0220` credit advice.
-    Credit(Credit),
-    /// A `0420` reversal advice.
-    Reversal(ReversalAdvice),
-}
-
-impl Outbound {
-    /// The credit concerned.
-    pub fn credit(&self) -> &Credit {
-        match self {
-            Outbound::Credit(credit) => credit,
-            Outbound::Reversal(advice) => &advice.credit,
-        }
-    }
-}
-
-/// Hands credits and reversal advices to their engine's forwarder.
-#[derive(Clone, Default)]
-pub struct Router {
-    engines: HashMap<String, mpsc::UnboundedSender<Outbound>>,
-}
-
-impl Router {
-    /// Queues `item` for its engine. An item for an engine that is not running (the
-    /// config changed) stays in the outbox index and is logged.
-    pub fn route(&self, item: Outbound) {
-        let engine = item.credit().engine.clone();
-        match self.engines.get(&engine) {
-            Some(queue) => {
-                if queue.send(item).is_err() {
-                    warn!(%engine, "forwarder stopped; credit stays in the outbox");
-                }
-            }
-            None => {
-                warn!(%engine, "no such engine configured; credit stays in the outbox")
-            }
-        }
-    }
-}
 
 /// What the forwarders are started from: made before the data directory opens, so the
 /// indexer can route from its first batch.
@@ -88,7 +43,7 @@ pub fn plan(configs: &[EngineConfig]) -> (Router, Plan) {
     let mut queues = Vec::new();
     for config in configs {
         let (sender, receiver) = mpsc::unbounded_channel();
-        router.engines.insert(config.name.clone(), sender);
+        router.add(&config.name, sender);
         queues.push(receiver);
     }
     let plan = Plan {
@@ -186,7 +141,7 @@ fn links(
         Some(tls) => {
             let pair = tls.cert.as_deref().zip(tls.key.as_deref());
             let client =
-                crate::tls::client_config(&tls.ca, pair).map_err(|e| setup(e.to_string()))?;
+                crate::wire::tls::client_config(&tls.ca, pair).map_err(|e| setup(e.to_string()))?;
             let name = ServerName::try_from(tls.server_name.clone())
                 .map_err(|e| setup(format!("tls.server_name: {e}")))?;
             Some((TlsConnector::from(client), name))

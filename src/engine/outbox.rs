@@ -26,9 +26,9 @@ use super::backoff::Backoff;
 use super::link::{self, ExchangeError, LinkHandle};
 use super::unsent::{Fate, Unsent};
 use crate::config::BackoffConfig;
-use crate::iso8583::Message;
-use crate::journal::Journal;
-use crate::record::{Delivery, Record};
+use crate::durable::journal::Journal;
+use crate::durable::record::{Delivery, Record};
+use crate::wire::iso8583::Message;
 
 /// Credits of one engine in flight at once.
 const IN_FLIGHT: usize = 256;

@@ -7,14 +7,15 @@
 //! A `0100` approval holds its amount against the velocity limits until its completion
 //! `0220` (matched by DE90, else by account and DE38) credits it, or the hold expires.
 
-use super::accounts::Account;
 use super::decide::{Decider, Draft, State, SwitchError, day_of};
-use super::key::TransactionKey;
 use super::reverse::original_key;
 use super::validate::{self, Channel, Replenishment};
-use crate::iso8583::{Message, mask_pan};
-use crate::record::{Credit, Expiry, Owed, Record, Resubmission, Touched, UsageChange};
-use crate::store::{QueueItem, Standing, TransactionEntry};
+use crate::durable::record::{Credit, Expiry, Owed, Record, Resubmission, Touched, UsageChange};
+use crate::durable::record::{Standing, TransactionEntry};
+use crate::durable::store::QueueItem;
+use crate::vocab::accounts::Account;
+use crate::vocab::key::TransactionKey;
+use crate::wire::iso8583::{Message, mask_pan};
 
 use super::decide::Link;
 
@@ -181,7 +182,7 @@ impl Decider {
             count: 0,
             amount: signed(credit.amount) - signed(held),
         });
-        decision.approval = Some(crate::record::Approval {
+        decision.approval = Some(crate::durable::record::Approval {
             counter: 0,
             confirmation: credit.confirmation.clone(),
         });

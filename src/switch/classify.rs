@@ -1,7 +1,7 @@
 //! What a message is, from its MTI (and DE70 for network management): the first
 //! decision of the switch, before any key or rule.
 
-use crate::iso8583::{Message, Mti};
+use crate::wire::iso8583::{Message, Mti};
 
 /// The kinds of message the profile handles (specs/PROFILE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,23 +16,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::accounts::Account;
 use super::advise::owe;
 use super::classify::{Kind, classify};
-use super::codes::{Decline, ResponseCode};
-use super::confirmation::ConfirmationNumbers;
-use super::key::{TransactionKey, acquirer_of, fingerprint};
-use super::validate::{self, Facts, Replenishment, Rules, Usage};
+use super::validate::{self, Facts, Replenishment, Rules};
+use crate::durable::datadir::DataError;
+use crate::durable::journal::{Journal, JournalError};
+use crate::durable::record::{
+    Approval, Credit, Decision, Early, EarlyUsed, Hold, Record, Rejection, ReversalEffect,
+    Standing, Summary, TransactionEntry, UsageChange,
+};
+use crate::durable::store::{MAX_PER_REFERENCE, Store, StoreError, reference_id};
 use crate::engine::unsent::Unsent;
-use crate::iso8583::{Message, mask_pan};
-use crate::journal::{Journal, JournalError};
-use crate::record::{
-    Approval, Credit, Decision, Early, EarlyUsed, Hold, Record, Rejection, ReversalEffect, Summary,
-    UsageChange,
-};
-use crate::store::{
-    MAX_PER_REFERENCE, Standing, Store, StoreError, TransactionEntry, reference_id,
-};
+use crate::vocab::accounts::{Account, Usage};
+use crate::vocab::codes::{Decline, ResponseCode};
+use crate::vocab::confirmation::ConfirmationNumbers;
+use crate::vocab::key::{TransactionKey, acquirer_of, fingerprint};
+use crate::wire::iso8583::{Message, mask_pan};
 
 /// How often (in decisions) usage of past days is dropped from memory.
 const PRUNE_DAYS_EVERY: u64 = 4096;
@@ -102,6 +101,9 @@ pub enum SwitchError {
     /// The indexes cannot be read.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The data directory (its confirmation number key).
+    #[error("{0}")]
+    Data(#[from] DataError),
 }
 
 /// The decider. Shared by every session (`Arc<Decider>`).
@@ -743,7 +745,7 @@ pub(super) fn day_of(at: DateTime<Utc>) -> String {
 struct Prefetched {
     request: Replenishment,
     account: Option<Account>,
-    location: Option<super::accounts::Location>,
+    location: Option<crate::vocab::accounts::Location>,
 }
 
 /// The outcome of the rules.

@@ -1,18 +1,18 @@
 //! The business rules of replenishment, with no sockets: what a message is
-//! ([`classify`]), which transaction it belongs to ([`key`]), whether it may be approved
-//! ([`validate`]), the confirmation numbers of approvals ([`confirmation`]), the
-//! decisions themselves ([`decide`], with advices and holds in [`advise`] and reversals
-//! in [`reverse`]) and the responses ([`respond`]).
+//! ([`classify`]), whether it may be approved ([`validate`]), the decisions themselves
+//! ([`decide`], with advices and holds in [`advise`] and reversals in [`reverse`]) and
+//! the responses ([`respond`]). The words they decide with (keys, codes, accounts,
+//! confirmation numbers) are in [`crate::vocab`]; [`open`] makes the decider of a data
+//! directory with the config's rules.
+//!
+//! May import: [`crate::engine`] (only [`crate::engine::unsent`], which a reversal uses
+//! to stop a credit that has not left), [`crate::durable`], [`crate::vocab`],
+//! [`crate::wire`], [`crate::config`].
 
-pub mod accounts;
 pub mod advise;
 pub mod classify;
-pub mod codes;
-pub mod confirmation;
 pub mod decide;
-pub mod key;
+pub mod open;
 pub mod respond;
 pub mod reverse;
 pub mod validate;
-
-pub use codes::{Decline, ResponseCode};

@@ -2,9 +2,9 @@
 //! approval DE38 (approval code) and DE62 (confirmation number). A response is built
 //! from the request it answers, so a repeat gets the same fields as its original.
 
-use crate::iso8583::Message;
+use crate::wire::iso8583::Message;
 
-use super::codes::ResponseCode;
+use crate::vocab::codes::ResponseCode;
 
 /// Request fields every response carries back when present.
 pub const ECHOED: [u8; 15] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90, 95, 103];
@@ -47,7 +47,7 @@ pub fn approval_code(confirmation: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iso8583::Mti;
+    use crate::wire::iso8583::Mti;
 
     #[test]
     fn approvals_echo_and_add_38_39_62() {

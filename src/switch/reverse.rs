@@ -9,13 +9,16 @@
 //! and is remembered under the key its original would have, so that a late original is
 //! declined and never credited. A second reversal of one original has no effect.
 
-use super::codes::ResponseCode;
 use super::decide::{Decider, Draft, Link, State, SwitchError};
-use super::key::{TransactionKey, acquirer_of};
 use super::validate;
-use crate::iso8583::{Message, Mti};
-use crate::record::{Early, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange};
-use crate::store::{Standing, TransactionEntry, reference_id};
+use crate::durable::record::{
+    Early, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange,
+};
+use crate::durable::record::{Standing, TransactionEntry};
+use crate::durable::store::reference_id;
+use crate::vocab::codes::ResponseCode;
+use crate::vocab::key::{TransactionKey, acquirer_of};
+use crate::wire::iso8583::{Message, Mti};
 
 use super::advise::signed;
 

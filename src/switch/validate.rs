@@ -6,10 +6,10 @@
 
 use chrono::NaiveDate;
 
-use super::accounts::{Account, AccountStatus, Location};
-use super::codes::Decline;
-use super::confirmation::luhn_valid;
-use crate::iso8583::Message;
+use crate::vocab::accounts::{Account, AccountStatus, Location, Usage};
+use crate::vocab::codes::Decline;
+use crate::vocab::confirmation::luhn_valid;
+use crate::wire::iso8583::Message;
 
 /// What the rules allow; built from the `[limits]` section of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,26 +138,6 @@ fn in_ranges(account: &str, ranges: &[(String, String)]) -> bool {
         })
 }
 
-/// Approved count and amount of one account on one day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Usage {
-    /// Approved transactions.
-    pub count: u32,
-    /// Approved amount, minor units.
-    pub amount: u64,
-}
-
-impl Usage {
-    /// The usage after adding `count` and `amount` (negative for reversals and expired
-    /// holds; never below zero).
-    pub fn adjusted(self, count: i32, amount: i64) -> Usage {
-        Usage {
-            count: self.count.saturating_add_signed(count),
-            amount: self.amount.saturating_add_signed(amount),
-        }
-    }
-}
-
 /// What the switch knows that a request is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -205,7 +185,7 @@ pub fn check(request: &Replenishment, facts: &Facts<'_>, rules: &Rules) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iso8583::Mti;
+    use crate::wire::iso8583::Mti;
 
     fn rules() -> Rules {
         Rules {

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use replenish::config::Config;
-use replenish::framing::{FrameCodec, LengthHeader};
-use replenish::iso8583::Spec;
-use replenish::simulator::{self, Faults, SimConfig, Simulator};
+use replenish::tools::simulator::{self, Faults, SimConfig, Simulator};
+use replenish::wire::framing::{FrameCodec, LengthHeader};
+use replenish::wire::iso8583::Spec;
 use tokio_util::sync::CancellationToken;
 
 use super::{free_port, free_ports};

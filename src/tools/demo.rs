@@ -1,0 +1,341 @@
+//! `replenish demo`: the whole job in one process. It starts the engine simulator on the
+//! default engine ports, the switch on the embedded default config (with a scratch data
+//! directory) loaded with the sample accounts and locations, sends a batch of `0200`
+//! replenishments across every sample account — so some are declined, each for its
+//! reason — then reverses one approval in ten with a `0420`, waits until the engine has
+//! acknowledged every approved credit and every reversal advice, and reports what
+//! happened: answers by response code, credits and reversals in the engine's ledger.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::durable::record::Record;
+use crate::tools::client;
+use crate::tools::simulator::{self, SimConfig};
+use crate::vocab::accounts::{self, Account};
+use crate::vocab::codes::ResponseCode;
+use crate::wire::framing::FrameCodec;
+use crate::wire::iso8583::{Message, Spec};
+
+/// The sample accounts (fixtures/reference/accounts.csv).
+pub const SAMPLE_ACCOUNTS: &str = include_str!("../../fixtures/reference/accounts.csv");
+/// The sample locations (fixtures/reference/locations.csv).
+pub const SAMPLE_LOCATIONS: &str = include_str!("../../fixtures/reference/locations.csv");
+
+/// What the demo did.
+pub struct Summary {
+    /// Requests sent.
+    pub sent: usize,
+    /// Answers by DE39.
+    pub codes: BTreeMap<String, usize>,
+    /// Approved confirmation numbers.
+    pub approved: Vec<String>,
+    /// Credits in the engine's ledger.
+    pub credited: usize,
+    /// Credits in the ledger more than once (must be 0).
+    pub credited_twice: usize,
+    /// Total credited, minor units.
+    pub amount: u64,
+    /// Approvals reversed with a `0420` answered `00`.
+    pub reversed: Vec<String>,
+    /// Reversals in the engine's ledger.
+    pub reversals_applied: usize,
+    /// Total reversed at the engine, minor units.
+    pub reversed_amount: u64,
+    /// From the first request to the last engine ack.
+    pub elapsed: Duration,
+    /// The data directory and ledger, when kept.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(String);
+
+fn fail(e: impl std::fmt::Display) -> DemoError {
+    DemoError(e.to_string())
+}
+
+/// Runs the demo: `requests` replenishments; data under `data_dir` (kept) or a
+/// scratch directory (removed afterwards).
+pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, DemoError> {
+    let scratch = match data_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("replenish-demo-")
+                .tempdir()
+                .map_err(fail)?,
+        ),
+    };
+    let mut config = Config::embedded_default();
+    config.data_dir = (data_dir.clone())
+        .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
+        .ok_or_else(|| fail("no data directory"))?;
+    let ledger_path = config.data_dir.join("engine-ledger.jsonl");
+    std::fs::create_dir_all(&config.data_dir).map_err(fail)?;
+    let accounts =
+        accounts::parse_accounts(SAMPLE_ACCOUNTS.as_bytes()).map_err(|e| fail(format!("{e:?}")))?;
+    let locations = accounts::parse_locations(SAMPLE_LOCATIONS.as_bytes())
+        .map_err(|e| fail(format!("{e:?}")))?;
+    let records = vec![
+        Record::AccountsImported {
+            accounts: accounts.clone(),
+        },
+        Record::LocationsImported { locations },
+    ];
+    let seeding = config.clone();
+    tokio::task::spawn_blocking(move || crate::operate::admin::commit(&seeding, &records))
+        .await
+        .map_err(fail)?
+        .map_err(fail)?;
+
+    let (stop, stop_engine) = (CancellationToken::new(), CancellationToken::new());
+    let engine = config
+        .engine
+        .first()
+        .ok_or_else(|| fail("the default config has an engine"))?;
+    let spec = Arc::new(Spec::resolve(&engine.spec).map_err(fail)?);
+    let sim = simulator::start(
+        SimConfig {
+            listen: engine.links.clone(),
+            ledger: ledger_path.clone(),
+            spec: spec.clone(),
+            codec: FrameCodec::new(engine.framing),
+            sync: false,
+        },
+        stop_engine.clone(),
+    )
+    .await
+    .map_err(|e| {
+        fail(format!(
+            "engine simulator: {e} (is another replenish running?)"
+        ))
+    })?;
+    let acquirer = config
+        .acquirer
+        .first()
+        .ok_or_else(|| fail("the default config has an acquirer"))?
+        .clone();
+    let switch = tokio::spawn(crate::server::run(config.clone(), stop.clone()));
+    wait_listening(acquirer.listen).await?;
+
+    let started = Instant::now();
+    let bar = progress(requests as u64, "replenishing");
+    let template = crate::tools::bench::reference_request(&spec).map_err(fail)?;
+    let codec = FrameCodec::new(acquirer.framing);
+    let exchange = |message: Message| {
+        let spec = &spec;
+        async move {
+            let timeout = Duration::from_secs(10);
+            (client::exchange(acquirer.listen, spec, codec, &message, timeout).await).map_err(fail)
+        }
+    };
+    let mut codes = BTreeMap::new();
+    let mut approved = Vec::new();
+    let mut to_reverse = Vec::new();
+    for n in 0..requests {
+        let request = demo_request(&template, &accounts, n)?;
+        let answer = exchange(request.clone()).await?;
+        let code = answer.text(39).unwrap_or("??").to_owned();
+        if let (Some("00"), Some(confirmation)) = (answer.text(39), answer.text(62)) {
+            if approved.len() % 10 == 0 {
+                to_reverse.push((request, confirmation.to_owned()));
+            }
+            approved.push(confirmation.to_owned());
+        }
+        *codes.entry(code).or_default() += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    // Reversals go out once the engine has every credit, so each one is advised to the
+    // engine (a credit still in the outbox would be cancelled there instead).
+    let credited = wait_ledger(&ledger_path, &approved, &[], "engine acks").await;
+    let mut reversed = Vec::new();
+    if credited.credited == approved.len() {
+        for (n, (original, confirmation)) in to_reverse.iter().enumerate() {
+            let answer = exchange(reversal_of(original, requests + n + 1)).await?;
+            if answer.text(39) == Some("00") {
+                reversed.push(confirmation.clone());
+            }
+        }
+    }
+    let totals = wait_ledger(&ledger_path, &approved, &reversed, "reversal acks").await;
+    let elapsed = started.elapsed();
+    stop.cancel();
+    switch.await.map_err(fail)?.map_err(fail)?;
+    stop_engine.cancel();
+    drop(sim);
+    let summary = Summary {
+        sent: requests,
+        codes,
+        approved,
+        credited: totals.credited,
+        credited_twice: totals.twice,
+        amount: totals.amount,
+        reversed,
+        reversals_applied: totals.reversals,
+        reversed_amount: totals.reversed_amount,
+        elapsed,
+        data_dir: scratch.is_none().then(|| config.data_dir.clone()),
+    };
+    if let Some(scratch) = scratch {
+        let _ = scratch.close();
+    }
+    Ok(summary)
+}
+
+/// Request `n`: the accounts in turn, amounts varying, one request in 25 at the
+/// unauthorized location.
+fn demo_request(template: &Message, accounts: &[Account], n: usize) -> Result<Message, DemoError> {
+    let account = &accounts[n % accounts.len()];
+    let amount = 500 + (n as u64 * 37) % 4_500;
+    let mut overrides = client::Overrides::default();
+    overrides.fields.push((2, account.number.clone()));
+    overrides.fields.push((4, format!("{amount:012}")));
+    overrides.fields.push((11, format!("{:06}", n + 1)));
+    if n % 25 == 24 {
+        overrides.fields.push((42, "LOC000000009999".into()));
+    }
+    client::build(template, &overrides).map_err(fail)
+}
+
+/// Waits (up to a minute) until the ledger holds every credit of `approved` and every
+/// reversal of `reversed`; returns what it holds.
+async fn wait_ledger(
+    path: &std::path::Path,
+    approved: &[String],
+    reversed: &[String],
+    label: &'static str,
+) -> Totals {
+    let expected = approved.len() + reversed.len();
+    let bar = progress(expected as u64, label);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let totals = loop {
+        let totals = ledger_totals(path, approved, reversed);
+        bar.set_position((totals.credited + totals.reversals) as u64);
+        if totals.credited + totals.reversals >= expected || Instant::now() > deadline {
+            break totals;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bar.finish_and_clear();
+    totals
+}
+
+/// The reversal (`0420`) of `original`, with STAN `stan` and DE90 naming the original.
+fn reversal_of(original: &Message, stan: usize) -> Message {
+    let mut reversal = original.clone();
+    if let Some(mti) = crate::wire::iso8583::Mti::new(b"0420") {
+        reversal.set_mti(mti);
+    }
+    reversal.set(11, format!("{:06}", stan % 1_000_000));
+    reversal.set(90, crate::switch::reverse::original_data(original));
+    reversal
+}
+
+/// What the engine's ledger holds of the demo's approvals and reversals.
+struct Totals {
+    credited: usize,
+    twice: usize,
+    amount: u64,
+    reversals: usize,
+    reversed_amount: u64,
+}
+
+fn ledger_totals(path: &std::path::Path, approved: &[String], reversed: &[String]) -> Totals {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let (mut amount, mut reversed_amount) = (0, 0);
+    for line in text.lines() {
+        if let Ok(entry) = serde_json::from_str::<simulator::Entry>(line) {
+            match entry.kind.as_str() {
+                "credit" => amount += entry.amount,
+                _ => reversed_amount += entry.amount,
+            }
+            *seen.entry((entry.kind, entry.confirmation)).or_default() += 1;
+        }
+    }
+    let has = |kind: &str, c: &String| seen.contains_key(&(kind.to_owned(), c.clone()));
+    Totals {
+        credited: approved.iter().filter(|c| has("credit", c)).count(),
+        twice: seen.values().filter(|&&n| n > 1).count(),
+        amount,
+        reversals: reversed.iter().filter(|c| has("reversal", c)).count(),
+        reversed_amount,
+    }
+}
+
+fn progress(length: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg:>14} {bar:40} {pos}/{len}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
+async fn wait_listening(addr: std::net::SocketAddr) -> Result<(), DemoError> {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(fail(format!("the switch did not listen on {addr}")))
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "sent {} replenishment requests (0200) in {:.1} s",
+            self.sent,
+            self.elapsed.as_secs_f64()
+        )?;
+        for (code, count) in &self.codes {
+            let meaning = ResponseCode::try_from(code.clone())
+                .map(|c| c.meaning())
+                .unwrap_or("?");
+            writeln!(f, "  {code} {meaning:<36} {count:>5}")?;
+        }
+        writeln!(
+            f,
+            "engine ledger: {} of {} approvals credited, {} credited twice, {}.{:02} in total",
+            self.credited,
+            self.approved.len(),
+            self.credited_twice,
+            self.amount / 100,
+            self.amount % 100
+        )?;
+        let net = self.amount.saturating_sub(self.reversed_amount);
+        writeln!(
+            f,
+            "reversed {} approvals (0420, answered 0430 00); engine ledger: {} reversals, {}.{:02} taken back, {}.{:02} net",
+            self.reversed.len(),
+            self.reversals_applied,
+            self.reversed_amount / 100,
+            self.reversed_amount % 100,
+            net / 100,
+            net % 100
+        )?;
+        match &self.data_dir {
+            Some(dir) => write!(
+                f,
+                "data (journal, indexes, exception log, engine ledger): {}",
+                dir.display()
+            ),
+            None => write!(
+                f,
+                "data: a scratch directory, removed (keep it with --data-dir DIR)"
+            ),
+        }
+    }
+}

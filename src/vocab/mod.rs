@@ -1,0 +1,12 @@
+//! The words every room shares, with no I/O: the transaction key that deduplicates and
+//! matches repeats ([`key`]), the response codes and decline reasons ([`codes`]),
+//! prepaid accounts, locations and their daily usage ([`accounts`]) and confirmation
+//! numbers ([`confirmation`]). Records carry these, the switch decides with them and the
+//! operators see them, so they live below all three.
+//!
+//! May import: [`crate::wire`].
+
+pub mod accounts;
+pub mod codes;
+pub mod confirmation;
+pub mod key;
