@@ -577,7 +577,7 @@ fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
                     println!("{line}");
                 }
             } else {
-                print!("{}", queue_table(&shown));
+                print!("{}", queue::table(&shown));
             }
             Ok(())
         }
@@ -618,24 +618,6 @@ fn lookup(confirmation: &str, json: bool, config: Option<&Path>) -> Result<(), F
         print!("{found}");
     }
     Ok(())
-}
-
-/// The queue as a table with a header line.
-fn queue_table(items: &[queue::Shown]) -> String {
-    let mut out = format!(
-        "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {}\n",
-        "ID", "QUEUED", "MTI", "ACCOUNT", "AMOUNT", "CUR", "REASON / STATUS"
-    );
-    for i in items {
-        out += &format!(
-            "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {} [{}]\n",
-            i.id, i.queued, i.mti, i.account, i.amount, i.currency, i.reason, i.status
-        );
-    }
-    if items.is_empty() {
-        out += "(the exception queue is empty)\n";
-    }
-    out
 }
 
 fn load(
@@ -681,24 +663,7 @@ fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
     report_load(&report.load, &pacing)?;
-    println!(
-        "drained     {:.1} s after the load (index caught up); sustained {:.0} approved/s",
-        report.drain.as_secs_f64(),
-        report.sustained_per_second()
-    );
-    if let Some(forwarding) = &report.forwarding {
-        let ms = |q: f64| forwarding.lag.value_at_quantile(q) as f64 / 1000.0;
-        println!(
-            "engine      {} credited ({} missing), {:.0}/s delivered and acked",
-            forwarding.credited, forwarding.missing, forwarding.per_second
-        );
-        println!(
-            "lag ms      approval to engine: p50 {:.2}  p99 {:.2}  max {:.2}",
-            ms(0.5),
-            ms(0.99),
-            forwarding.lag.max() as f64 / 1000.0
-        );
-    }
+    print!("{}", report.after_load());
     Ok(())
 }
 

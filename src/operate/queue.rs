@@ -87,6 +87,24 @@ fn rfc3339(at_ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The queue as a table with a header line: what `exceptions list` prints.
+pub fn table(items: &[Shown]) -> String {
+    let mut out = format!(
+        "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {}\n",
+        "ID", "QUEUED", "MTI", "ACCOUNT", "AMOUNT", "CUR", "REASON / STATUS"
+    );
+    for i in items {
+        out += &format!(
+            "{:<8} {:<20} {:<4} {:<19} {:>12} {:<3} {} [{}]\n",
+            i.id, i.queued, i.mti, i.account, i.amount, i.currency, i.reason, i.status
+        );
+    }
+    if items.is_empty() {
+        out += "(the exception queue is empty)\n";
+    }
+    out
+}
+
 /// Why a queue command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -58,6 +58,30 @@ impl BenchReport {
         let approved = self.load.codes.get("00").copied().unwrap_or(0) as f64;
         approved / (self.load.elapsed.as_secs_f64() + self.drain.as_secs_f64()).max(1e-9)
     }
+
+    /// What `replenish bench` prints after the load report: the drain, the sustained
+    /// rate and, with the engine, delivery and the approval-to-engine lag.
+    pub fn after_load(&self) -> String {
+        let mut out = format!(
+            "drained     {:.1} s after the load (index caught up); sustained {:.0} approved/s\n",
+            self.drain.as_secs_f64(),
+            self.sustained_per_second()
+        );
+        if let Some(forwarding) = &self.forwarding {
+            let ms = |q: f64| forwarding.lag.value_at_quantile(q) as f64 / 1000.0;
+            out += &format!(
+                "engine      {} credited ({} missing), {:.0}/s delivered and acked\n",
+                forwarding.credited, forwarding.missing, forwarding.per_second
+            );
+            out += &format!(
+                "lag ms      approval to engine: p50 {:.2}  p99 {:.2}  max {:.2}\n",
+                ms(0.5),
+                ms(0.99),
+                forwarding.lag.max() as f64 / 1000.0
+            );
+        }
+        out
+    }
 }
 
 /// Delivery of the approved credits to the engine simulator.
