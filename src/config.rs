@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::vocab::calendar::Calendar;
+
 use crate::wire::framing::LengthHeader;
 use crate::wire::iso8583::Spec;
 
@@ -57,6 +59,83 @@ pub struct Config {
     /// The switch's own behaviour (`[switch]`).
     #[serde(default)]
     pub switch: SwitchConfig,
+    /// Business days (`[settlement]`).
+    #[serde(default)]
+    pub settlement: SettlementConfig,
+    /// Banks (`[[bank]]`): each a set of acquirer links. Default: one bank per link,
+    /// named like it.
+    #[serde(default)]
+    pub bank: Vec<BankConfig>,
+}
+
+/// Business days (`[settlement]`, BACKOFFICE.md §1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementConfig {
+    /// Local time at which a business day ends, `HH:MM`. Default `00:00`.
+    #[serde(default = "default_cutover")]
+    pub cutover: String,
+    /// IANA name of the zone the cutover is read in. Default `UTC`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        SettlementConfig {
+            cutover: default_cutover(),
+            timezone: default_timezone(),
+        }
+    }
+}
+
+impl SettlementConfig {
+    /// The business-day calendar (a config that passed [`Config::validate`] has a
+    /// valid one; otherwise midnight UTC).
+    pub fn calendar(&self) -> Calendar {
+        Calendar::parse(&self.cutover, &self.timezone).unwrap_or_default()
+    }
+}
+
+fn default_cutover() -> String {
+    "00:00".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// A bank (`[[bank]]`, BACKOFFICE.md §2): the acquirer links its traffic comes on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankConfig {
+    /// Its name in commands and reports; unique. Required.
+    pub name: String,
+    /// Names of its `[[acquirer]]` links; each link belongs to one bank. Required.
+    pub acquirers: Vec<String>,
+    /// How its reconciliation file is laid out (`[bank.reconciliation]`). Default: the
+    /// CSV of BACKOFFICE.md §2.
+    #[serde(default)]
+    pub reconciliation: Option<BankReconciliation>,
+}
+
+/// The layout of a bank's reconciliation file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankReconciliation {
+    /// A layout file (TOML): CSV column names, or fixed-width fields. Relative paths
+    /// are read from the working directory.
+    pub layout: PathBuf,
+}
+
+/// A bank as the back office sees it: its name and its links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bank {
+    /// Its name.
+    pub name: String,
+    /// Its acquirer links (config names).
+    pub links: Vec<String>,
+    /// Its file layout, when not the default CSV.
+    pub layout: Option<PathBuf>,
 }
 
 /// One acquirer listener.
@@ -446,12 +525,80 @@ impl Config {
                 .map_err(|e| format!("engine {:?}: {e}", engine.name))?;
         }
         self.limits.validate().map_err(|e| format!("limits.{e}"))?;
+        Calendar::parse(&self.settlement.cutover, &self.settlement.timezone)
+            .map_err(|e| format!("settlement.{e}"))?;
+        self.validate_banks()?;
         if let Some(level) = &self.logs.level {
             level
                 .parse::<tracing::Level>()
                 .map_err(|_| format!("logs.level: {level:?} is not error/warn/info/debug/trace"))?;
         }
         Ok(())
+    }
+
+    fn validate_banks(&self) -> Result<(), String> {
+        unique("bank name", self.bank.iter().map(|b| b.name.as_str()))?;
+        unique(
+            "bank acquirer (each link belongs to one bank)",
+            self.bank.iter().flat_map(|b| b.acquirers.iter()),
+        )?;
+        for bank in &self.bank {
+            non_empty("bank name", &bank.name)?;
+            if bank.acquirers.is_empty() {
+                return Err(format!(
+                    "bank {:?}: acquirers: at least one link",
+                    bank.name
+                ));
+            }
+            for link in &bank.acquirers {
+                if !self.acquirer.iter().any(|a| &a.name == link) {
+                    return Err(format!(
+                        "bank {:?}: acquirers: no [[acquirer]] named {link:?}",
+                        bank.name
+                    ));
+                }
+            }
+        }
+        if !self.bank.is_empty() {
+            for acquirer in &self.acquirer {
+                if !self
+                    .bank
+                    .iter()
+                    .any(|b| b.acquirers.contains(&acquirer.name))
+                {
+                    return Err(format!(
+                        "acquirer {:?} belongs to no [[bank]]: list it in one bank's acquirers",
+                        acquirer.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The banks: the `[[bank]]` sections, or else one bank per acquirer link.
+    pub fn banks(&self) -> Vec<Bank> {
+        if self.bank.is_empty() {
+            return (self.acquirer.iter())
+                .map(|a| Bank {
+                    name: a.name.clone(),
+                    links: vec![a.name.clone()],
+                    layout: None,
+                })
+                .collect();
+        }
+        (self.bank.iter())
+            .map(|b| Bank {
+                name: b.name.clone(),
+                links: b.acquirers.clone(),
+                layout: b.reconciliation.as_ref().map(|r| r.layout.clone()),
+            })
+            .collect()
+    }
+
+    /// The bank named `name`.
+    pub fn find_bank(&self, name: &str) -> Option<Bank> {
+        self.banks().into_iter().find(|b| b.name == name)
     }
 
     /// The exception log file.

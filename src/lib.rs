@@ -16,10 +16,11 @@
 //!   confirmation numbers);
 //! - [`wire`]: what crosses a socket (ISO 8583, framing, TLS).
 //!
-//! [`config`] is read by every room and imports only [`wire`].
+//! [`config`] is read by every room and imports only [`wire`] and [`vocab`].
 #![forbid(unsafe_code)]
 
 pub mod acquirer;
+pub mod backoffice;
 pub mod config;
 pub mod durable;
 pub mod engine;

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use replenish::backoffice::{self, BackofficeError};
 use replenish::config::Config;
 use replenish::operate::admin::{self, ImportError, Table};
 use replenish::operate::queue;
@@ -93,6 +94,11 @@ enum Command {
     Exceptions {
         #[command(subcommand)]
         action: ExceptionsAction,
+    },
+    /// Business days: `close` the open one now, `list` them with their states.
+    Day {
+        #[command(subcommand)]
+        action: DayAction,
     },
     /// What became of a replenishment, by the confirmation number on its receipt.
     Lookup {
@@ -209,6 +215,28 @@ enum Import {
     Import {
         /// The CSV file.
         file: PathBuf,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DayAction {
+    /// Close the open business day now (an early cutover); the next day opens.
+    Close {
+        /// Who closes it (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the business days: open, closed, reconciled or settled.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
         /// Config naming the data directory; without it, the embedded default.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -334,6 +362,15 @@ enum Failure {
     Input(String),
     /// Anything else: exit 1.
     Other(String),
+}
+
+impl From<BackofficeError> for Failure {
+    fn from(e: BackofficeError) -> Failure {
+        match e {
+            BackofficeError::Input(message) => Failure::Input(message),
+            other => Failure::Other(other.to_string()),
+        }
+    }
 }
 
 impl From<io::Error> for Failure {
@@ -463,6 +500,7 @@ fn run(command: Command) -> Result<(), Failure> {
             action: Import::Import { file, config },
         } => import(Table::Locations, file, config),
         Command::Exceptions { action } => exceptions(action),
+        Command::Day { action } => day(action),
         Command::Lookup {
             confirmation,
             json,
@@ -564,6 +602,40 @@ fn import(table: Table, file: PathBuf, config: Option<PathBuf>) -> Result<(), Fa
     }
 }
 
+fn day(action: DayAction) -> Result<(), Failure> {
+    match action {
+        DayAction::Close { by, config } => {
+            let config = load_config(config.as_deref())?;
+            let closed = backoffice::days::close(&config, &operator_name(by)?)?;
+            println!(
+                "closed business day {}; open: {}",
+                closed.closed, closed.open
+            );
+        }
+        DayAction::List { json, config } => {
+            let config = load_config(config.as_deref())?;
+            let days = backoffice::days::list(&config)?;
+            if json {
+                println!("{}", to_json(&days)?);
+            } else {
+                print!("{}", backoffice::days::table(&days));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The operator named by `--by`, else `$USER`.
+fn operator_name(by: Option<String>) -> Result<String, Failure> {
+    by.or_else(|| std::env::var("USER").ok())
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| Failure::Input("--by NAME is required ($USER is not set)".into()))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|e| Failure::Other(e.to_string()))
+}
+
 fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
     match action {
         ExceptionsAction::List { all, json, config } => {
@@ -583,10 +655,7 @@ fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
         }
         ExceptionsAction::Resubmit { id, by, config } => {
             let config = load_config(config.as_deref())?;
-            let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .filter(|b| !b.trim().is_empty())
-                .ok_or_else(|| Failure::Input("--by NAME is required ($USER is not set)".into()))?;
+            let by = operator_name(by)?;
             let confirmation =
                 queue::resubmit(&config, id, &by).map_err(|e| Failure::Other(e.to_string()))?;
             println!("item {id} resubmitted by {by}: credited as confirmation {confirmation}");

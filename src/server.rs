@@ -86,15 +86,22 @@ pub async fn run_reporting(
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();
+        let backoffice = crate::backoffice::routes(decider.clone(), Arc::new(config.clone()));
         tokio::spawn(async move {
-            let served =
-                crate::operate::http::serve(addr, metrics, Some(decider), operator_token, stop);
+            let served = crate::operate::http::serve(
+                addr,
+                metrics,
+                Some(decider),
+                Some(backoffice),
+                operator_token,
+                stop,
+            );
             if let Err(e) = served.await {
                 warn!("metrics endpoint {addr}: {e}");
             }
         });
     }
-    tokio::spawn(expire_holds(decider.clone(), forwarding.clone()));
+    tokio::spawn(housekeeping(decider.clone(), forwarding.clone()));
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut bound = Vec::new();
@@ -173,17 +180,22 @@ async fn stop_when_indexing_fails(
     }
 }
 
-/// Releases expired authorization holds once a second until `stop`.
-async fn expire_holds(decider: Arc<Decider>, stop: CancellationToken) {
+/// Once a second until `stop`: releases expired authorization holds and makes the
+/// scheduled cutover of the business day when no decision has made it.
+async fn housekeeping(decider: Arc<Decider>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => match decider.expire_holds() {
-                Ok(0) => {}
-                Ok(n) => info!("{n} authorization hold(s) expired"),
-                Err(e) => warn!("expiring holds: {e}"),
-            },
+            _ = tick.tick() => {}
+        }
+        match decider.expire_holds() {
+            Ok(0) => {}
+            Ok(n) => info!("{n} authorization hold(s) expired"),
+            Err(e) => warn!("expiring holds: {e}"),
+        }
+        if let Err(e) = decider.cutover_if_due() {
+            warn!("business day cutover: {e}");
         }
     }
 }

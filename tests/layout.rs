@@ -8,8 +8,18 @@ use std::path::{Path, PathBuf};
 
 /// The rooms from the bottom up; a room may import the rooms before it.
 const LAYERS: &[&str] = &[
-    "wire", "logging", "config", "vocab", "durable", "engine", "switch", "acquirer", "operate",
-    "server", "tools",
+    "wire",
+    "logging",
+    "vocab",
+    "config",
+    "durable",
+    "engine",
+    "switch",
+    "acquirer",
+    "operate",
+    "backoffice",
+    "server",
+    "tools",
 ];
 
 fn rank(room: &str) -> Option<usize> {

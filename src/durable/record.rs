@@ -40,6 +40,143 @@ pub enum Record {
     HoldsExpired(Box<Expiry>),
     /// An operator resubmitted an exception-queue item.
     Resubmitted(Box<Resubmission>),
+    /// A business day closed (the scheduled cutover, or `day close`); the next is open.
+    DayClosed(DayClose),
+    /// A difference a reconciliation found: one exception-queue item.
+    BreakFound(Box<Break>),
+    /// An operator closed a break (with a note, or by crediting a lost advice).
+    BreakResolved(BreakResolution),
+    /// A reconciliation ran: its file, counts and breaks (after their `break_found`s).
+    Reconciled(Box<Reconciliation>),
+}
+
+/// The close of a business day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayClose {
+    /// The day closed, `YYYY-MM-DD`.
+    pub day: String,
+    /// The day open from this record on.
+    pub next: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// `cutover` for the scheduled cutover, else the operator.
+    pub by: String,
+    /// Closed before its scheduled cutover.
+    pub early: bool,
+}
+
+/// Which side of the switch a reconciliation compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// A bank's reconciliation file (its acquirer links' traffic).
+    Bank,
+    /// A prepaid engine's report of applied credits.
+    Engine,
+}
+
+impl Side {
+    /// `bank` or `engine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Bank => "bank",
+            Side::Engine => "engine",
+        }
+    }
+}
+
+/// One break: a line or a decision that did not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Break {
+    /// Bank or engine.
+    pub side: Side,
+    /// The bank's or engine's name.
+    pub party: String,
+    /// The business day reconciled.
+    pub day: String,
+    /// The class (`amount_mismatch`, `missing_at_switch`, ...).
+    pub class: String,
+    /// The transaction key (bank side), or the confirmation number (engine side).
+    pub key: String,
+    /// DE62, when either side has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
+    /// What the file says (accounts masked), when it has a line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theirs: Option<serde_json::Value>,
+    /// What the switch holds (accounts masked), when it has a decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ours: Option<serde_json::Value>,
+    /// For `missing_at_switch`: the advice the switch never received, to credit on
+    /// resubmission (the account in clear: it is the prepaid account, as in decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostAdvice>,
+    /// What makes a break the same one when a file is reconciled again.
+    pub identity: String,
+}
+
+/// A transaction the bank approved that never reached the switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostAdvice {
+    /// The MTI as the bank sent it.
+    pub mti: String,
+    /// DE3.
+    pub processing_code: String,
+    /// DE32.
+    pub acquirer_id: String,
+    /// DE41.
+    pub terminal: String,
+    /// DE11.
+    pub stan: String,
+    /// DE7.
+    pub transmission: String,
+    /// DE37.
+    pub rrn: String,
+    /// The prepaid account.
+    pub account: String,
+    /// Minor units.
+    pub amount: u64,
+    /// DE49.
+    pub currency: String,
+    /// The acquirer link it is credited as coming from.
+    pub link: String,
+}
+
+/// How a break was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakResolution {
+    /// The break (the journal position of its `break_found`).
+    pub id: u64,
+    /// Who.
+    pub by: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Why, in the operator's words.
+    pub note: String,
+    /// The confirmation of the credit, for a lost advice credited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
+}
+
+/// A reconciliation run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Bank or engine.
+    pub side: Side,
+    /// The bank's or engine's name.
+    pub party: String,
+    /// The business day.
+    pub day: String,
+    /// SHA-256 of the file (hex); the file itself is not kept.
+    pub file_sha256: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Lines read (the header not counted).
+    pub lines: u64,
+    /// Lines and decisions per class.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// The breaks of this run (journal positions of their `break_found`s).
+    pub breaks: Vec<u64>,
 }
 
 /// One send or acknowledgement of a credit on an engine link.
@@ -72,6 +209,10 @@ pub struct Decision {
     pub at_ms: i64,
     /// The UTC day the decision counts toward, `YYYY-MM-DD`.
     pub day: String,
+    /// The business day it belongs to (BACKOFFICE.md §1); empty in records written
+    /// before business days existed.
+    #[serde(default)]
+    pub business_day: String,
     /// DE39 answered.
     pub code: ResponseCode,
     /// Why declined, if declined.
@@ -131,6 +272,7 @@ impl Decision {
             mti,
             at_ms: 0,
             day: String::new(),
+            business_day: String::new(),
             code: ResponseCode::Approved,
             decline: None,
             summary,
@@ -288,6 +430,9 @@ pub struct Resubmission {
     pub credit: Credit,
     /// The usage it counts toward.
     pub usage: UsageChange,
+    /// The business day its credit belongs to.
+    #[serde(default)]
+    pub business_day: String,
     /// The advice's transaction entry, now credited.
     pub touches: Touched,
 }

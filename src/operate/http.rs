@@ -25,10 +25,14 @@ use crate::switch::decide::Decider;
 /// exception queue (`/exceptions`, see [`super::queue`]) and lookups by confirmation
 /// number (`/transactions/{confirmation}`, see [`super::lookup`]), behind
 /// `operator_token` when there is one.
+///
+/// `more` are further operator routes (the back office's), mounted beside them behind
+/// the same token.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     decider: Option<Arc<Decider>>,
+    more: Option<Router>,
     operator_token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -37,7 +41,12 @@ pub async fn serve(
         .route("/status", get(status))
         .with_state(metrics);
     if let Some(decider) = decider {
-        app = app.merge(operator_routes(decider, operator_token.as_deref()));
+        let mut routes =
+            super::queue::routes(decider.clone()).merge(super::lookup::routes(decider));
+        if let Some(more) = more {
+            routes = routes.merge(more);
+        }
+        app = app.merge(behind_token(routes, operator_token.as_deref()));
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!("metrics on http://{addr}/metrics");
@@ -60,9 +69,8 @@ async fn status(State(metrics): State<Arc<Metrics>>) -> axum::Json<Status> {
     axum::Json(metrics.status())
 }
 
-/// The queue and lookup routes for the running switch, behind `token` when there is one.
-fn operator_routes(decider: Arc<Decider>, token: Option<&str>) -> axum::Router {
-    let routes = super::queue::routes(decider.clone()).merge(super::lookup::routes(decider));
+/// `routes` behind `token` when there is one.
+fn behind_token(routes: Router, token: Option<&str>) -> Router {
     match token {
         None => routes,
         Some(token) => {

@@ -33,6 +33,48 @@ impl Endpoint {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Sends `body` (or nothing) to `path` with `method` and reads the JSON answer. An
+    /// answer that is not a success but says `{"error": ...}` is a refusal; anything
+    /// else that goes wrong names the URL.
+    pub fn call<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, Remote> {
+        let url = self.url(path);
+        let failed = |e: &dyn std::fmt::Display| Remote::Failed(format!("{url}: {e}"));
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
+        let request = match &self.token {
+            Some(token) => {
+                request.header(header::AUTHORIZATION.as_str(), format!("Bearer {token}"))
+            }
+            None => request,
+        };
+        let text = match body {
+            Some(body) => serde_json::to_string(body).map_err(|e| failed(&e))?,
+            None => String::new(),
+        };
+        let request = request.body(text).map_err(|e| failed(&e))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.run(request).map_err(|e| failed(&e))?;
+        let status = response.status();
+        let text = (response.body_mut().read_to_string()).map_err(|e| failed(&e))?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| failed(&e));
+        }
+        match serde_json::from_str::<Refusal>(&text) {
+            Ok(refusal) => Err(Remote::Refused(refusal.error)),
+            Err(_) => Err(failed(&format!("{status}: {text}"))),
+        }
+    }
+
     /// `request` with the operator token, when there is one.
     pub fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.token {
@@ -42,4 +84,22 @@ impl Endpoint {
             None => request,
         }
     }
+}
+
+/// What went wrong talking to a running switch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Remote {
+    /// The switch refused, saying why.
+    #[error("{0}")]
+    Refused(String),
+    /// The switch could not be reached or answered something else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The body of a refusal: `{"error": "why"}`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub error: String,
 }

@@ -290,7 +290,9 @@ impl Decider {
         entry.confirmation = Some(approval.confirmation.clone());
         entry.credit = Some(credit.clone());
         entry.day = day_of(now);
+        let business_day = self.business_day(&mut state, now)?;
         let resubmission = Resubmission {
+            business_day,
             id,
             by: by.to_owned(),
             at_ms: now.timestamp_millis(),

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::advise::owe;
 use super::classify::{Kind, classify};
+use super::days::OpenDay;
 use super::validate::{self, Facts, Replenishment, Rules};
 use crate::durable::datadir::DataError;
 use crate::durable::journal::{Journal, JournalError};
@@ -28,6 +29,7 @@ use crate::durable::record::{
 use crate::durable::store::{MAX_PER_REFERENCE, Store, StoreError, reference_id};
 use crate::engine::unsent::Unsent;
 use crate::vocab::accounts::{Account, Usage};
+use crate::vocab::calendar::Calendar;
 use crate::vocab::codes::{Decline, ResponseCode};
 use crate::vocab::confirmation::ConfirmationNumbers;
 use crate::vocab::key::{TransactionKey, acquirer_of, fingerprint};
@@ -117,10 +119,13 @@ pub struct Decider {
     pub(super) clock: fn() -> DateTime<Utc>,
     pub(super) unsent: Unsent,
     pub(super) policy: Policy,
+    pub(super) calendar: Calendar,
     state: Mutex<State>,
 }
 
 /// What the decider remembers between decisions.
+///
+/// (`open` is the business day decisions belong to now, see [`super::days`].)
 ///
 /// The tables that grow with the traffic are B-trees, not hash tables: a hash table
 /// grows by rehashing everything at once, and under the decider's lock that stalled
@@ -128,6 +133,8 @@ pub struct Decider {
 /// a node at a time.
 #[derive(Default)]
 pub(super) struct State {
+    /// The open business day.
+    pub(super) open: OpenDay,
     /// Entries written since the index last caught up, with the journal position that
     /// last wrote each (decisions, and earlier transactions they changed).
     recent: BTreeMap<TransactionKey, (u64, TransactionEntry)>,
@@ -223,6 +230,8 @@ pub struct Parts {
     pub unsent: Unsent,
     /// Reversal and hold settings.
     pub policy: Policy,
+    /// Business days (`[settlement]`).
+    pub calendar: Calendar,
 }
 
 /// A decision being made: the record and the time it is made at.
@@ -235,6 +244,7 @@ impl Decider {
     /// A decider continuing from what the index holds (replay must be complete).
     pub fn new(parts: Parts) -> Result<Decider, SwitchError> {
         let counter = parts.store.last_counter()?;
+        let open = OpenDay::restore(&parts.store, &parts.calendar, (parts.clock)())?;
         let holds = parts.store.holds()?.into_iter().collect();
         let mut early: HashMap<String, Vec<(TransactionKey, Early)>> = HashMap::new();
         for (key, remembered) in parts.store.early_reversals()? {
@@ -250,7 +260,9 @@ impl Decider {
             clock: parts.clock,
             unsent: parts.unsent,
             policy: parts.policy,
+            calendar: parts.calendar,
             state: Mutex::new(State {
+                open,
                 holds,
                 early,
                 counter,
@@ -334,6 +346,7 @@ impl Decider {
         };
         let mut state = self.lock();
         let mut draft = self.draft(message, link, key.clone(), print.clone());
+        draft.decision.business_day = self.business_day(&mut state, draft.now)?;
         let advice = matches!(kind, Kind::FinancialAdvice | Kind::AuthorizationAdvice);
         match self.earlier(&state, &key)? {
             None if kind != Kind::Reversal => {

@@ -1,7 +1,7 @@
 //! The business rules of replenishment, with no sockets: what a message is
 //! ([`classify`]), whether it may be approved ([`validate`]), the decisions themselves
 //! ([`decide`], with advices and holds in [`advise`] and reversals in [`reverse`]) and
-//! the responses ([`respond`]). The words they decide with (keys, codes, accounts,
+//! the responses ([`respond`]); the business day decisions belong to ([`days`]). The words they decide with (keys, codes, accounts,
 //! confirmation numbers) are in [`crate::vocab`]; [`open`] makes the decider of a data
 //! directory with the config's rules.
 //!
@@ -11,6 +11,7 @@
 
 pub mod advise;
 pub mod classify;
+pub mod days;
 pub mod decide;
 pub mod open;
 pub mod respond;

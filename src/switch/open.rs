@@ -35,6 +35,7 @@ pub fn decider(config: &Config, data: &DataDir, unsent: Unsent) -> Result<Decide
         clock: chrono::Utc::now,
         unsent,
         policy,
+        calendar: config.settlement.calendar(),
     })
 }
 

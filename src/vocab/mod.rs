@@ -1,12 +1,13 @@
 //! The words every room shares, with no I/O: the transaction key that deduplicates and
 //! matches repeats ([`key`]), the response codes and decline reasons ([`codes`]),
-//! prepaid accounts, locations and their daily usage ([`accounts`]) and confirmation
-//! numbers ([`confirmation`]). Records carry these, the switch decides with them and the
+//! prepaid accounts, locations and their daily usage ([`accounts`]), confirmation
+//! numbers ([`confirmation`]) and business days ([`calendar`]). Records carry these, the switch decides with them and the
 //! operators see them, so they live below all three.
 //!
 //! May import: [`crate::wire`].
 
 pub mod accounts;
+pub mod calendar;
 pub mod codes;
 pub mod confirmation;
 pub mod key;

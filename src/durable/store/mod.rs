@@ -6,6 +6,10 @@
 //! the record's position, so replaying the journal after a crash applies each record
 //! exactly once and the indexes can always be rebuilt from the journal.
 
+mod books;
+
+pub use books::{BreakItem, ClosedDay, OpenDay};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -478,6 +482,8 @@ struct BatchBuilder<'a> {
     created: std::collections::HashSet<Vec<u8>>,
     usage: HashMap<Vec<u8>, (String, UsageSlot)>,
     queue: HashMap<u64, QueueItem>,
+    breaks: HashMap<u64, BreakItem>,
+    open_day: Option<OpenDay>,
     counter: Option<u64>,
     novelty: Novelty,
     /// Confirmation counters issued by these records, with their transactions.
@@ -493,6 +499,8 @@ impl<'a> BatchBuilder<'a> {
             created: std::collections::HashSet::new(),
             usage: HashMap::new(),
             queue: HashMap::new(),
+            breaks: HashMap::new(),
+            open_day: None,
             counter: None,
             confirmations: Vec::new(),
         }
@@ -520,6 +528,16 @@ impl<'a> BatchBuilder<'a> {
             }
             Record::HoldsExpired(expiry) => self.expired(seq, expiry),
             Record::Resubmitted(resubmission) => self.resubmitted(seq, resubmission),
+            Record::DayClosed(close) => self.day_closed(seq, close),
+            Record::BreakFound(found) => {
+                self.break_found(seq, found);
+                Ok(())
+            }
+            Record::BreakResolved(resolution) => self.break_resolved(resolution),
+            Record::Reconciled(reconciliation) => {
+                self.reconciled(reconciliation);
+                Ok(())
+            }
         }
     }
 
@@ -727,6 +745,9 @@ impl<'a> BatchBuilder<'a> {
         }
         for (id, item) in self.queue {
             writes.push((queue_key(id), Some(json(&item))));
+        }
+        for (id, item) in self.breaks {
+            writes.push((books::break_key(id), Some(json(&item))));
         }
         writes.extend(confirmation_pages(self.confirmations));
         if let Some(counter) = self.counter {

@@ -1,0 +1,106 @@
+//! The back office (BACKOFFICE.md §1-§3): business days ([`days`]), reconciliation
+//! with the banks and the prepaid engines ([`reconcile`]), and later settlement and
+//! reports. Every command works on the data directory when no switch runs and
+//! through the running switch's endpoint when one does; every change it makes is a
+//! journal record first.
+//!
+//! May import: [`crate::operate`], [`crate::switch`], [`crate::engine`],
+//! [`crate::durable`], [`crate::vocab`], [`crate::wire`], [`crate::config`].
+
+pub mod days;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::StatusCode;
+
+use crate::config::Config;
+use crate::durable::datadir::{DataDir, DataError};
+use crate::durable::store::StoreError;
+use crate::operate::operator::{Endpoint, Refusal, Remote};
+use crate::switch::decide::{Decider, SwitchError};
+
+/// Why a back-office command did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackofficeError {
+    /// Bad input (a file, an argument): exit 2; the message names the file, line or
+    /// field at fault.
+    #[error("{0}")]
+    Input(String),
+    /// Refused, saying why (a day still open, a break already resolved): exit 1.
+    #[error("{0}")]
+    Refused(String),
+    /// The data directory.
+    #[error("{0}")]
+    Data(#[from] DataError),
+    /// The decider on the data directory.
+    #[error("{0}")]
+    Switch(#[from] SwitchError),
+    /// The running switch's endpoint.
+    #[error("{0}")]
+    Remote(String),
+}
+
+impl From<StoreError> for BackofficeError {
+    fn from(e: StoreError) -> BackofficeError {
+        BackofficeError::Data(e.into())
+    }
+}
+
+impl From<Remote> for BackofficeError {
+    fn from(e: Remote) -> BackofficeError {
+        match e {
+            Remote::Refused(why) => BackofficeError::Refused(why),
+            Remote::Failed(why) => BackofficeError::Remote(why),
+        }
+    }
+}
+
+/// Runs `offline` on the data directory, or `remote` through the running switch that
+/// holds it.
+pub fn with_data<T>(
+    config: &Config,
+    offline: impl FnOnce(&DataDir) -> Result<T, BackofficeError>,
+    remote: impl FnOnce(&Endpoint) -> Result<T, BackofficeError>,
+) -> Result<T, BackofficeError> {
+    match DataDir::open(config) {
+        Ok(data) => {
+            let result = offline(&data);
+            data.close()?;
+            result
+        }
+        Err(e) if e.in_use() => remote(&Endpoint::of(config).map_err(BackofficeError::Remote)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the back office's routes share: the decider and the config.
+#[derive(Clone)]
+pub struct Shared {
+    /// The running switch's decider.
+    pub decider: Arc<Decider>,
+    /// Its config.
+    pub config: Arc<Config>,
+}
+
+/// The back office's HTTP routes for the running switch's endpoint.
+pub fn routes(decider: Arc<Decider>, config: Arc<Config>) -> axum::Router {
+    days::routes().with_state(Shared { decider, config })
+}
+
+/// A failed route's answer: refusals and bad input as `{"error"}` with 409 or 422,
+/// anything else 500.
+pub(crate) fn answer_error(e: BackofficeError) -> (StatusCode, Json<Refusal>) {
+    let status = match &e {
+        BackofficeError::Refused(_) => StatusCode::CONFLICT,
+        BackofficeError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        Json(Refusal {
+            error: e.to_string(),
+        }),
+    )
+}

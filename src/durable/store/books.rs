@@ -1,0 +1,171 @@
+//! The back office's indexes, derived from the journal like the rest: business days
+//! (the open one and each closed one with the journal positions it spans), the breaks
+//! reconciliations found (by id, by identity so a re-run finds them again, and by
+//! transaction key or confirmation for lookups), and the last reconciliation of each
+//! bank or engine and day.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BatchBuilder, Store, StoreError, json, key};
+use crate::durable::record::{Break, BreakResolution, DayClose, Reconciliation, Side};
+
+const OPEN_DAY: &[u8] = b"m/open_day";
+
+/// The business day open now, and the first journal position that belongs to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// The first journal position of the day.
+    pub first_seq: u64,
+}
+
+/// A closed business day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Its first journal position.
+    pub first_seq: u64,
+    /// Its last: the `day_closed` record.
+    pub last_seq: u64,
+    /// How it was closed.
+    pub close: DayClose,
+}
+
+/// A break as the exception queue keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakItem {
+    /// Its id: the journal position of its `break_found`.
+    pub id: u64,
+    /// What was found.
+    pub found: Break,
+    /// How it was closed, once it is.
+    #[serde(default)]
+    pub resolved: Option<BreakResolution>,
+}
+
+impl Store {
+    /// The open business day, once a day has been closed (before that, the calendar's).
+    pub fn open_day(&self) -> Result<Option<OpenDay>, StoreError> {
+        self.get_json(OPEN_DAY)
+    }
+
+    /// Every closed business day, oldest first.
+    pub fn closed_days(&self) -> Result<Vec<ClosedDay>, StoreError> {
+        self.scan(b"D/")
+    }
+
+    /// One closed business day.
+    pub fn closed_day(&self, day: &str) -> Result<Option<ClosedDay>, StoreError> {
+        self.get_json(&key("D/", day))
+    }
+
+    /// Every break, oldest first.
+    pub fn breaks(&self) -> Result<Vec<BreakItem>, StoreError> {
+        self.scan(b"b/")
+    }
+
+    /// One break.
+    pub fn break_item(&self, id: u64) -> Result<Option<BreakItem>, StoreError> {
+        self.get_json(&break_key(id))
+    }
+
+    /// The break found before with this identity.
+    pub fn break_by_identity(&self, identity: &str) -> Result<Option<u64>, StoreError> {
+        self.get_json(&key("bi/", identity))
+    }
+
+    /// The breaks that name a transaction key or confirmation number, on either side.
+    pub fn breaks_of(&self, side: Side, reference: &str) -> Result<Vec<BreakItem>, StoreError> {
+        let ids: Vec<u64> = self.scan(&key("bk/", &format!("{}/{reference}/", side.as_str())))?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            items.extend(self.break_item(id)?);
+        }
+        Ok(items)
+    }
+
+    /// The last reconciliation of `party` for `day`.
+    pub fn reconciliation(
+        &self,
+        side: Side,
+        party: &str,
+        day: &str,
+    ) -> Result<Option<Reconciliation>, StoreError> {
+        self.get_json(&reconciliation_key(side, party, day))
+    }
+}
+
+impl BatchBuilder<'_> {
+    pub(super) fn day_closed(&mut self, seq: u64, close: &DayClose) -> Result<(), StoreError> {
+        let first_seq = match self.open_day.take() {
+            Some(open) => open.first_seq,
+            None => self.store.open_day()?.map_or(1, |open| open.first_seq),
+        };
+        let closed = ClosedDay {
+            day: close.day.clone(),
+            first_seq,
+            last_seq: seq,
+            close: close.clone(),
+        };
+        self.put("D/", &close.day, &closed);
+        let open = OpenDay {
+            day: close.next.clone(),
+            first_seq: seq + 1,
+        };
+        self.put_raw(OPEN_DAY.to_vec(), json(&open));
+        self.open_day = Some(open);
+        Ok(())
+    }
+
+    pub(super) fn break_found(&mut self, seq: u64, found: &Break) {
+        let item = BreakItem {
+            id: seq,
+            found: found.clone(),
+            resolved: None,
+        };
+        self.put_raw(key("bi/", &found.identity), json(&seq));
+        let mut by = vec![found.key.clone()];
+        by.extend(found.confirmation.clone());
+        for reference in by {
+            let k = format!("{}/{reference}/{seq:020}", found.side.as_str());
+            self.put_raw(key("bk/", &k), json(&seq));
+        }
+        self.breaks.insert(seq, item);
+    }
+
+    pub(super) fn break_resolved(
+        &mut self,
+        resolution: &BreakResolution,
+    ) -> Result<(), StoreError> {
+        let item = match self.breaks.remove(&resolution.id) {
+            Some(item) => Some(item),
+            None => self.store.break_item(resolution.id)?,
+        };
+        if let Some(mut item) = item {
+            item.resolved = Some(resolution.clone());
+            self.breaks.insert(item.id, item);
+        }
+        Ok(())
+    }
+
+    pub(super) fn reconciled(&mut self, reconciliation: &Reconciliation) {
+        let k = reconciliation_key(
+            reconciliation.side,
+            &reconciliation.party,
+            &reconciliation.day,
+        );
+        self.put_raw(k, json(reconciliation));
+    }
+}
+
+pub(super) fn break_key(id: u64) -> Vec<u8> {
+    let mut k = b"b/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn reconciliation_key(side: Side, party: &str, day: &str) -> Vec<u8> {
+    key("r/", &format!("{}/{party}/{day}", side.as_str()))
+}
