@@ -100,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         action: DayAction,
     },
+    /// Reconcile a day with a bank's file (or an engine's report).
+    Reconcile {
+        #[command(subcommand)]
+        side: ReconcileSide,
+    },
     /// What became of a replenishment, by the confirmation number on its receipt.
     Lookup {
         /// The confirmation number (DE62 of the approval, 12 digits).
@@ -222,6 +227,28 @@ enum Import {
 }
 
 #[derive(Subcommand)]
+enum ReconcileSide {
+    /// A bank's reconciliation file against the switch's decisions of its links and day:
+    /// exit 0 all matched, 1 breaks (each an exception-queue item), 2 a bad file.
+    Bank {
+        /// The bank's file (CSV by default; see [bank.reconciliation] layout).
+        file: PathBuf,
+        /// The bank (a [[bank]] name, or an acquirer link's name without sections).
+        #[arg(long)]
+        bank: String,
+        /// The business day, YYYY-MM-DD (closed).
+        #[arg(long)]
+        day: String,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum DayAction {
     /// Close the open business day now (an early cutover); the next day opens.
     Close {
@@ -245,6 +272,20 @@ enum DayAction {
 
 #[derive(Subcommand)]
 enum ExceptionsAction {
+    /// Close a reconciliation break with a note (it needs nothing more).
+    Resolve {
+        /// The item id (from `exceptions list`).
+        id: u64,
+        /// Why it needs nothing more.
+        #[arg(long)]
+        note: String,
+        /// Who resolves it (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// List the queue: open items, or every item with --all.
     List {
         /// Also items resubmitted already.
@@ -501,6 +542,7 @@ fn run(command: Command) -> Result<(), Failure> {
         } => import(Table::Locations, file, config),
         Command::Exceptions { action } => exceptions(action),
         Command::Day { action } => day(action),
+        Command::Reconcile { side } => reconcile(side),
         Command::Lookup {
             confirmation,
             json,
@@ -625,6 +667,32 @@ fn day(action: DayAction) -> Result<(), Failure> {
     Ok(())
 }
 
+fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
+    let ReconcileSide::Bank {
+        file,
+        bank,
+        day,
+        json,
+        config,
+    } = side;
+    let config = load_config(config.as_deref())?;
+    let report = backoffice::reconcile::bank_file(&config, &file, &bank, &day)?;
+    println!("{}", report.summary(&backoffice::reconcile::bank::CLASSES));
+    if let Some(out) = json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.to_string()))?;
+        std::fs::write(&out, text + "\n")
+            .map_err(|e| Failure::Other(format!("{}: {e}", out.display())))?;
+    }
+    if report.has_breaks() {
+        return Err(Failure::Other(format!(
+            "{} break(s): replenish exceptions list",
+            report.breaks.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The operator named by `--by`, else `$USER`.
 fn operator_name(by: Option<String>) -> Result<String, Failure> {
     by.or_else(|| std::env::var("USER").ok())
@@ -651,6 +719,23 @@ fn exceptions(action: ExceptionsAction) -> Result<(), Failure> {
             } else {
                 print!("{}", queue::table(&shown));
             }
+            Ok(())
+        }
+        ExceptionsAction::Resolve {
+            id,
+            note,
+            by,
+            config,
+        } => {
+            if note.trim().is_empty() {
+                return Err(Failure::Input(
+                    "--note: say why the break needs nothing more".into(),
+                ));
+            }
+            let config = load_config(config.as_deref())?;
+            let by = operator_name(by)?;
+            queue::resolve(&config, id, &note, &by).map_err(|e| Failure::Other(e.to_string()))?;
+            println!("item {id} resolved by {by}");
             Ok(())
         }
         ExceptionsAction::Resubmit { id, by, config } => {

@@ -8,6 +8,7 @@
 //! [`crate::durable`], [`crate::vocab`], [`crate::wire`], [`crate::config`].
 
 pub mod days;
+pub mod reconcile;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ impl From<Remote> for BackofficeError {
     fn from(e: Remote) -> BackofficeError {
         match e {
             Remote::Refused(why) => BackofficeError::Refused(why),
+            Remote::BadInput(why) => BackofficeError::Input(why),
             Remote::Failed(why) => BackofficeError::Remote(why),
         }
     }
@@ -86,7 +88,7 @@ pub struct Shared {
 
 /// The back office's HTTP routes for the running switch's endpoint.
 pub fn routes(decider: Arc<Decider>, config: Arc<Config>) -> axum::Router {
-    days::routes().with_state(Shared { decider, config })
+    (days::routes().merge(reconcile::routes())).with_state(Shared { decider, config })
 }
 
 /// A failed route's answer: refusals and bad input as `{"error"}` with 409 or 422,

@@ -127,19 +127,18 @@ impl DataDir {
         })
     }
 
-    /// Journals records, waits until they are durable and indexed.
-    pub fn commit(&self, records: &[Record]) -> Result<(), DataError> {
-        let bodies: Vec<Vec<u8>> = records.iter().map(Record::to_bytes).collect();
-        let slices: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-        let seqs = self.journal.append_all(&slices)?;
-        self.journal.wait_durable_blocking(*seqs.end())?;
-        while self.applied.load(std::sync::atomic::Ordering::Acquire) < *seqs.end() {
+    /// Journals records, waits until they are durable and indexed; returns their
+    /// journal positions.
+    pub fn commit(&self, records: &[Record]) -> Result<Vec<u64>, DataError> {
+        let seqs = append(&self.journal, records)?;
+        let last = seqs.last().copied().unwrap_or(0);
+        while self.applied.load(std::sync::atomic::Ordering::Acquire) < last {
             if self.indexer.as_ref().is_none_or(|h| h.is_finished()) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        Ok(())
+        Ok(seqs)
     }
 
     /// Set (and left set) when the indexer or the router stopped on an error.
@@ -181,6 +180,20 @@ impl DataDir {
         write_durably(&path, &key).map_err(io_error(&path))?;
         Ok(key)
     }
+}
+
+/// Journals records in batches of at most a thousand and waits until they are durable;
+/// returns their journal positions.
+pub fn append(journal: &Journal, records: &[Record]) -> Result<Vec<u64>, JournalError> {
+    let mut seqs = Vec::with_capacity(records.len());
+    for chunk in records.chunks(1024) {
+        let bodies: Vec<Vec<u8>> = chunk.iter().map(Record::to_bytes).collect();
+        let slices: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let range = journal.append_all(&slices)?;
+        journal.wait_durable_blocking(*range.end())?;
+        seqs.extend(range);
+    }
+    Ok(seqs)
 }
 
 /// Writes a new file and makes it and its name durable.

@@ -113,6 +113,9 @@ pub struct Break {
     pub lost: Option<LostAdvice>,
     /// What makes a break the same one when a file is reconciled again.
     pub identity: String,
+    /// When it was found, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub at_ms: i64,
 }
 
 /// A transaction the bank approved that never reached the switch.
@@ -177,6 +180,9 @@ pub struct Reconciliation {
     pub counts: std::collections::BTreeMap<String, u64>,
     /// The breaks of this run (journal positions of their `break_found`s).
     pub breaks: Vec<u64>,
+    /// Keys of decisions of other days that lines of this file matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_day: Vec<String>,
 }
 
 /// One send or acknowledgement of a credit on an engine link.
@@ -587,6 +593,9 @@ pub struct TransactionEntry {
     /// The UTC day its usage counts toward.
     #[serde(default)]
     pub day: String,
+    /// The business day it was decided in (empty before business days existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub business_day: String,
     /// The credit made; for an authorization, the credit its completion would make.
     #[serde(default)]
     pub credit: Option<Credit>,
@@ -666,6 +675,7 @@ impl TransactionEntry {
                 .usage
                 .as_ref()
                 .map_or_else(|| decision.day.clone(), |u| u.day.clone()),
+            business_day: decision.business_day.clone(),
             credit: decision.credit.clone().or(hold.map(|h| h.credit.clone())),
             expires_ms: hold.map(|h| h.expires_ms),
             queued: decision.owed.is_some(),
@@ -693,6 +703,7 @@ impl TransactionEntry {
             confirmation: None,
             account: None,
             day: String::new(),
+            business_day: String::new(),
             credit: None,
             expires_ms: None,
             queued: false,

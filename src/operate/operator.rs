@@ -55,10 +55,45 @@ impl Endpoint {
             None => request,
         };
         let text = match body {
-            Some(body) => serde_json::to_string(body).map_err(|e| failed(&e))?,
-            None => String::new(),
+            Some(body) => serde_json::to_vec(body).map_err(|e| failed(&e))?,
+            None => Vec::new(),
         };
-        let request = request.body(text).map_err(|e| failed(&e))?;
+        self.send(request.body(text).map_err(|e| failed(&e))?)
+    }
+
+    /// Sends a file's bytes to `path` with `POST` and reads the JSON answer, like
+    /// [`Endpoint::call`]; `name` (header `X-File-Name`) is how the switch names the
+    /// file in errors.
+    pub fn upload<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<T, Remote> {
+        let url = self.url(path);
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/octet-stream")
+            .header(FILE_NAME, name);
+        let request = match &self.token {
+            Some(token) => {
+                request.header(header::AUTHORIZATION.as_str(), format!("Bearer {token}"))
+            }
+            None => request,
+        };
+        let request = request
+            .body(bytes)
+            .map_err(|e| Remote::Failed(format!("{url}: {e}")))?;
+        self.send(request)
+    }
+
+    fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: ureq::http::Request<Vec<u8>>,
+    ) -> Result<T, Remote> {
+        let url = request.uri().to_string();
+        let failed = |e: &dyn std::fmt::Display| Remote::Failed(format!("{url}: {e}"));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -70,6 +105,7 @@ impl Endpoint {
             return serde_json::from_str(&text).map_err(|e| failed(&e));
         }
         match serde_json::from_str::<Refusal>(&text) {
+            Ok(refusal) if status.as_u16() == 422 => Err(Remote::BadInput(refusal.error)),
             Ok(refusal) => Err(Remote::Refused(refusal.error)),
             Err(_) => Err(failed(&format!("{status}: {text}"))),
         }
@@ -86,12 +122,18 @@ impl Endpoint {
     }
 }
 
+/// The header naming an uploaded file.
+pub const FILE_NAME: &str = "x-file-name";
+
 /// What went wrong talking to a running switch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Remote {
     /// The switch refused, saying why.
     #[error("{0}")]
     Refused(String),
+    /// The switch found the input bad (`422`), saying where.
+    #[error("{0}")]
+    BadInput(String),
     /// The switch could not be reached or answered something else.
     #[error("{0}")]
     Failed(String),

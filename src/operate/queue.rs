@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::durable::datadir::{DataDir, DataError};
-use crate::durable::store::QueueItem;
+use crate::durable::record::{BreakResolution, Record};
+use crate::durable::store::{BreakItem, QueueItem, Store, StoreError};
 use crate::engine::unsent::Unsent;
 use crate::operate::operator::Endpoint;
 use crate::switch::advise::ResubmitError;
@@ -46,8 +47,15 @@ pub struct Shown {
     /// Why it was not credited.
     pub reason: String,
     /// `open`, `reversed by the acquirer: nothing owed`, or `resubmitted by NAME at
-    /// TIME as CONFIRMATION`.
+    /// TIME as CONFIRMATION`; for a break `resolved by NAME at TIME: NOTE`.
     pub status: String,
+    /// `advice` (acknowledged, not credited), or a reconciliation break's class.
+    #[serde(default = "advice")]
+    pub class: String,
+}
+
+fn advice() -> String {
+    "advice".into()
 }
 
 impl Shown {
@@ -72,7 +80,49 @@ impl Shown {
             rrn: item.owed.rrn.clone(),
             reason: item.owed.reason.clone(),
             status,
+            class: advice(),
         }
+    }
+
+    fn of_break(item: &BreakItem) -> Shown {
+        let found = &item.found;
+        let side = found.theirs.as_ref().or(found.ours.as_ref());
+        let text = |name: &str| {
+            let value = side.and_then(|v| v.get(name));
+            value.and_then(|v| v.as_str()).unwrap_or("").to_owned()
+        };
+        let status = match &item.resolved {
+            None => "open".to_owned(),
+            Some(r) => format!("resolved by {} at {}: {}", r.by, rfc3339(r.at_ms), r.note),
+        };
+        Shown {
+            id: item.id,
+            queued: rfc3339(found.at_ms),
+            mti: text("mti"),
+            account: text("account"),
+            amount: side
+                .and_then(|v| v.get("amount"))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+            currency: text("currency"),
+            rrn: text("rrn"),
+            reason: format!(
+                "{} ({} {} {})",
+                found.class,
+                found.side.as_str(),
+                found.party,
+                found.day
+            ),
+            status,
+            class: found.class.clone(),
+        }
+    }
+
+    /// Every item: the advices, then the breaks, each oldest first.
+    fn all(store: &Store) -> Result<Vec<Shown>, StoreError> {
+        let mut shown: Vec<Shown> = store.queue()?.iter().map(Shown::of).collect();
+        shown.extend(store.breaks()?.iter().map(Shown::of_break));
+        Ok(shown)
     }
 
     /// Whether it still waits for a resubmission.
@@ -154,9 +204,9 @@ pub struct Request {
 pub fn list(config: &Config) -> Result<Vec<Shown>, QueueError> {
     match DataDir::open(config) {
         Ok(data) => {
-            let items = data.store.queue().map_err(DataError::from);
+            let items = Shown::all(&data.store).map_err(DataError::from);
             data.close()?;
-            Ok(items?.iter().map(Shown::of).collect())
+            Ok(items?)
         }
         Err(e) if e.in_use() => remote_list(Endpoint::of(config).map_err(QueueError::Remote)?),
         Err(e) => Err(e.into()),
@@ -178,6 +228,71 @@ pub fn resubmit(config: &Config, id: u64, by: &str) -> Result<String, QueueError
     }
 }
 
+/// Closes break `id` with `note` as `by`.
+pub fn resolve(config: &Config, id: u64, note: &str, by: &str) -> Result<(), QueueError> {
+    match DataDir::open(config) {
+        Ok(data) => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let result = resolution(&data.store, id, note, by, now)
+                .and_then(|record| Ok(data.commit(&[record])?));
+            data.close()?;
+            result.map(|_| ())
+        }
+        Err(e) if e.in_use() => {
+            let endpoint = Endpoint::of(config).map_err(QueueError::Remote)?;
+            let request = Resolve {
+                by: by.to_owned(),
+                note: note.to_owned(),
+            };
+            let route = format!("/exceptions/{id}/resolve");
+            let answer: Answer = (endpoint.call("POST", &route, Some(&request)))
+                .map_err(|e| QueueError::Refused(e.to_string()))?;
+            match answer.error {
+                Some(error) => Err(QueueError::Refused(error)),
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Who closes a break, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resolve {
+    /// The operator's name.
+    pub by: String,
+    /// Why it needs nothing more.
+    pub note: String,
+}
+
+/// The record that closes break `id`, if it is open.
+fn resolution(
+    store: &Store,
+    id: u64,
+    note: &str,
+    by: &str,
+    at_ms: i64,
+) -> Result<Record, QueueError> {
+    let item = (store.break_item(id).map_err(DataError::from)?).ok_or_else(|| {
+        QueueError::Refused(format!(
+            "no reconciliation break {id} (an advice is resubmitted: replenish exceptions resubmit {id})"
+        ))
+    })?;
+    if let Some(done) = &item.resolved {
+        return Err(QueueError::Refused(format!(
+            "break {id} was resolved by {} already: {}",
+            done.by, done.note
+        )));
+    }
+    Ok(Record::BreakResolved(BreakResolution {
+        id,
+        by: by.to_owned(),
+        at_ms,
+        note: note.to_owned(),
+        confirmation: None,
+    }))
+}
+
 fn resubmit_offline(
     config: &Config,
     data: &DataDir,
@@ -185,10 +300,7 @@ fn resubmit_offline(
     by: &str,
 ) -> Result<String, QueueError> {
     let decider = decider(config, data, Unsent::default())?;
-    let done = decider.resubmit(id, by)?;
-    data.journal
-        .wait_durable_blocking(done.seq)
-        .map_err(DataError::from)?;
+    let done = decider.resubmit_item(id, by)?;
     Ok(done.confirmation)
 }
 
@@ -235,14 +347,15 @@ pub fn routes(decider: Arc<Decider>) -> axum::Router {
     axum::Router::new()
         .route("/exceptions", get(http_list))
         .route("/exceptions/{id}/resubmit", post(http_resubmit))
+        .route("/exceptions/{id}/resolve", post(http_resolve))
         .with_state(decider)
 }
 
 async fn http_list(
     State(decider): State<Arc<Decider>>,
 ) -> Result<Json<Vec<Shown>>, (StatusCode, String)> {
-    match decider.store().queue() {
-        Ok(items) => Ok(Json(items.iter().map(Shown::of).collect())),
+    match Shown::all(decider.store()) {
+        Ok(items) => Ok(Json(items)),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -259,7 +372,16 @@ async fn http_resubmit(
         };
         (status, Json(answer))
     };
-    let done = match decider.resubmit(id, &request.by) {
+    let resubmitting = decider.clone();
+    let resubmitted =
+        tokio::task::spawn_blocking(move || resubmitting.resubmit_item(id, &request.by)).await;
+    let Ok(resubmitted) = resubmitted else {
+        return refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "resubmission failed".into(),
+        );
+    };
+    let done = match resubmitted {
         Ok(done) => done,
         Err(e @ ResubmitError::NotFound(_)) => {
             return refused(StatusCode::NOT_FOUND, e.to_string());
@@ -269,12 +391,34 @@ async fn http_resubmit(
         }
         Err(e) => return refused(StatusCode::CONFLICT, e.to_string()),
     };
-    if let Err(e) = decider.journal().wait_durable(done.seq).await {
-        return refused(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
     let answer = Answer {
         confirmation: Some(done.confirmation),
         error: None,
     };
     (StatusCode::OK, Json(answer))
+}
+
+async fn http_resolve(
+    State(decider): State<Arc<Decider>>,
+    Path(id): Path<u64>,
+    Json(request): Json<Resolve>,
+) -> (StatusCode, Json<Answer>) {
+    let answer = |status, error: Option<String>| {
+        let answer = Answer {
+            confirmation: None,
+            error,
+        };
+        (status, Json(answer))
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let record = match resolution(decider.store(), id, &request.note, &request.by, now) {
+        Ok(record) => record,
+        Err(e) => return answer(StatusCode::CONFLICT, Some(e.to_string())),
+    };
+    let journaled = tokio::task::spawn_blocking(move || decider.journal_records(&[record])).await;
+    match journaled {
+        Ok(Ok(_)) => answer(StatusCode::OK, None),
+        Ok(Err(e)) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
+        Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
+    }
 }

@@ -111,6 +111,21 @@ impl Decider {
         Ok(())
     }
 
+    /// Journals back-office records (breaks, reconciliations, resolutions: nothing the
+    /// decider remembers), waits until they are durable and, for a while, indexed;
+    /// returns their journal positions.
+    pub fn journal_records(&self, records: &[Record]) -> Result<Vec<u64>, SwitchError> {
+        let seqs = crate::durable::datadir::append(&self.journal, records)?;
+        let last = seqs.last().copied().unwrap_or(0);
+        for _ in 0..5000 {
+            if self.applied.load(std::sync::atomic::Ordering::Acquire) >= last {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(seqs)
+    }
+
     /// The open business day.
     pub fn open_day(&self) -> String {
         self.lock().open.label.clone()

@@ -13,6 +13,7 @@ pub mod advise;
 pub mod classify;
 pub mod days;
 pub mod decide;
+pub mod lost;
 pub mod open;
 pub mod respond;
 pub mod reverse;

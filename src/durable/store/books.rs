@@ -97,6 +97,21 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether `party`'s reconciliation of `day` matched a line to the decision with
+    /// `key` of another day.
+    pub fn matched_in(
+        &self,
+        side: Side,
+        party: &str,
+        day: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let k = self::key("mx/", &format!("{}/{party}/{day}/{key}", side.as_str()));
+        Ok(self.db.contains_key(k)?)
+    }
+}
+
 impl BatchBuilder<'_> {
     pub(super) fn day_closed(&mut self, seq: u64, close: &DayClose) -> Result<(), StoreError> {
         let first_seq = match self.open_day.take() {
@@ -157,6 +172,15 @@ impl BatchBuilder<'_> {
             &reconciliation.day,
         );
         self.put_raw(k, json(reconciliation));
+        for other in &reconciliation.other_day {
+            let id = format!(
+                "{}/{}/{}/{other}",
+                reconciliation.side.as_str(),
+                reconciliation.party,
+                reconciliation.day
+            );
+            self.put_raw(key("mx/", &id), Vec::new());
+        }
     }
 }
 
