@@ -174,14 +174,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9100")]
         metrics: SocketAddr,
     },
-    /// A prepaid engine simulator: applies each DE62 once, appends to a JSON-lines ledger.
+    /// A prepaid engine simulator: applies each DE62 once, appends to a JSON-lines ledger
+    /// (`engine-sim report` writes its daily report).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     EngineSim {
+        #[command(subcommand)]
+        report: Option<SimReport>,
         /// Address to listen on (repeat for a second link).
         #[arg(long, required = true)]
         listen: Vec<SocketAddr>,
         /// The ledger file (JSON lines; read back on start).
-        #[arg(long)]
-        ledger: PathBuf,
+        #[arg(long, required = true)]
+        ledger: Option<PathBuf>,
         /// Spec of the engine links.
         #[arg(long, default_value = "iso87ascii")]
         spec: String,
@@ -227,6 +231,23 @@ enum Import {
 }
 
 #[derive(Subcommand)]
+enum SimReport {
+    /// Write the engine's daily report of applied credits and reversals
+    /// (`confirmation,min,amount,kind` CSV) for `replenish reconcile engine`.
+    Report {
+        /// The ledger file.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ReconcileSide {
     /// A bank's reconciliation file against the switch's decisions of its links and day:
     /// exit 0 all matched, 1 breaks (each an exception-queue item), 2 a bad file.
@@ -236,6 +257,25 @@ enum ReconcileSide {
         /// The bank (a [[bank]] name, or an acquirer link's name without sections).
         #[arg(long)]
         bank: String,
+        /// The business day, YYYY-MM-DD (closed).
+        #[arg(long)]
+        day: String,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// A prepaid engine's daily report (`confirmation,min,amount,kind`, as `engine-sim
+    /// report` writes it) against the credits approved for it that day: exit 0, 1, 2
+    /// as for a bank.
+    Engine {
+        /// The engine's report.
+        file: PathBuf,
+        /// The engine (an [[engine]] name).
+        #[arg(long)]
+        engine: String,
         /// The business day, YYYY-MM-DD (closed).
         #[arg(long)]
         day: String,
@@ -591,8 +631,29 @@ fn run(command: Command) -> Result<(), Failure> {
             send(&listener, json, &overrides, timeout)
         }
         Command::EngineSim {
+            report: Some(SimReport::Report { ledger, day, out }),
+            ..
+        } => {
+            let text = simulator::Ledger::report(&ledger, &day)
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::EngineSim {
+            report: None,
+            ledger: None,
+            ..
+        } => Err(Failure::Input(
+            "engine-sim: --ledger FILE is required".into(),
+        )),
+        Command::EngineSim {
+            report: None,
             listen,
-            ledger,
+            ledger: Some(ledger),
             spec,
             framing,
             fsync,
@@ -668,16 +729,40 @@ fn day(action: DayAction) -> Result<(), Failure> {
 }
 
 fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
-    let ReconcileSide::Bank {
-        file,
-        bank,
-        day,
-        json,
-        config,
-    } = side;
+    use backoffice::reconcile::{self, Party};
+    let (file, party, day, json, config, classes) = match &side {
+        ReconcileSide::Bank {
+            file,
+            bank,
+            day,
+            json,
+            config,
+        } => (
+            file,
+            Party::Bank(bank),
+            day,
+            json,
+            config,
+            &reconcile::bank::CLASSES[..],
+        ),
+        ReconcileSide::Engine {
+            file,
+            engine,
+            day,
+            json,
+            config,
+        } => (
+            file,
+            Party::Engine(engine),
+            day,
+            json,
+            config,
+            &reconcile::engine::CLASSES[..],
+        ),
+    };
     let config = load_config(config.as_deref())?;
-    let report = backoffice::reconcile::bank_file(&config, &file, &bank, &day)?;
-    println!("{}", report.summary(&backoffice::reconcile::bank::CLASSES));
+    let report = reconcile::reconcile_file(&config, file, party, day)?;
+    println!("{}", report.summary(classes));
     if let Some(out) = json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.to_string()))?;

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use replenish::backoffice::reconcile::Party;
 use replenish::backoffice::{days, reconcile};
 use replenish::config::Config;
 use replenish::durable::datadir::DataDir;
@@ -245,7 +246,8 @@ async fn random_traffic_perturbed_files_give_exactly_their_perturbations() {
         let config = switch.stop().await;
 
         // Offline, on the data directory.
-        let report = reconcile::bank_file(&config, &file, "bank-a", &day).expect("reconcile");
+        let report = reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), &day)
+            .expect("reconcile");
         eprintln!(
             "seed {seed}: {}; {} repeats",
             report.summary(&reconcile::bank::CLASSES),
@@ -283,7 +285,12 @@ async fn random_traffic_perturbed_files_give_exactly_their_perturbations() {
         let switch = Switch::start(config.clone()).await;
         let (again_config, again_file, again_day) = (config.clone(), file.clone(), day.clone());
         let again = tokio::task::spawn_blocking(move || {
-            reconcile::bank_file(&again_config, &again_file, "bank-a", &again_day)
+            reconcile::reconcile_file(
+                &again_config,
+                &again_file,
+                Party::Bank("bank-a"),
+                &again_day,
+            )
         })
         .await
         .expect("task")

@@ -3,8 +3,11 @@
 //! directory) loaded with the sample accounts and locations, sends a batch of `0200`
 //! replenishments across every sample account — so some are declined, each for its
 //! reason — then reverses one approval in ten with a `0420`, waits until the engine has
-//! acknowledged every approved credit and every reversal advice, and reports what
-//! happened: answers by response code, credits and reversals in the engine's ledger.
+//! acknowledged every approved credit and every reversal advice, closes the business
+//! day and reconciles it against a bank file written as the acquirer saw the traffic
+//! and against the engine's daily report, and reports what happened: answers by
+//! response code, credits and reversals in the engine's ledger, the two
+//! reconciliations' summary lines.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,6 +55,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// The data directory and ledger, when kept.
     pub data_dir: Option<PathBuf>,
+    /// The summary lines of the day's reconciliations: the bank's file, the engine's
+    /// report.
+    pub reconciliations: Vec<String>,
 }
 
 /// Why the demo stopped.
@@ -139,11 +145,13 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         }
     };
     let mut codes = BTreeMap::new();
+    let mut seen = Vec::new();
     let mut approved = Vec::new();
     let mut to_reverse = Vec::new();
     for n in 0..requests {
         let request = demo_request(&template, &accounts, n)?;
         let answer = exchange(request.clone()).await?;
+        seen.push((request.clone(), answer.clone()));
         let code = answer.text(39).unwrap_or("??").to_owned();
         if let (Some("00"), Some(confirmation)) = (answer.text(39), answer.text(62)) {
             if approved.len() % 10 == 0 {
@@ -161,7 +169,9 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let mut reversed = Vec::new();
     if credited.credited == approved.len() {
         for (n, (original, confirmation)) in to_reverse.iter().enumerate() {
-            let answer = exchange(reversal_of(original, requests + n + 1)).await?;
+            let reversal = reversal_of(original, requests + n + 1);
+            let answer = exchange(reversal.clone()).await?;
+            seen.push((reversal, answer.clone()));
             if answer.text(39) == Some("00") {
                 reversed.push(confirmation.clone());
             }
@@ -173,6 +183,11 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     switch.await.map_err(fail)?.map_err(fail)?;
     stop_engine.cancel();
     drop(sim);
+    let closing = config.clone();
+    let reconciliations =
+        tokio::task::spawn_blocking(move || reconcile_the_day(&closing, &seen, &ledger_path))
+            .await
+            .map_err(fail)??;
     let summary = Summary {
         sent: requests,
         codes,
@@ -185,11 +200,83 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         reversed_amount: totals.reversed_amount,
         elapsed,
         data_dir: scratch.is_none().then(|| config.data_dir.clone()),
+        reconciliations,
     };
     if let Some(scratch) = scratch {
         let _ = scratch.close();
     }
     Ok(summary)
+}
+
+/// Closes the business day and reconciles it: against a bank file written as the
+/// acquirer saw the traffic, and against the engine simulator's daily report. Returns
+/// the two summary lines.
+fn reconcile_the_day(
+    config: &Config,
+    seen: &[(Message, Message)],
+    ledger: &std::path::Path,
+) -> Result<Vec<String>, DemoError> {
+    use crate::backoffice::reconcile::{self, Party};
+    let closed = crate::backoffice::days::close(config, "demo").map_err(fail)?;
+    let day = closed.closed;
+    let bank = config
+        .banks()
+        .into_iter()
+        .next()
+        .ok_or_else(|| fail("no bank"))?;
+    let link_id = (config.acquirer.first()).map_or(String::new(), |a| a.acquirer_id.clone());
+    let mut text = String::from(
+        "business_day,mti,processing_code,acquirer_id,terminal,stan,transmission,rrn,account,amount,currency,response_code,confirmation\n",
+    );
+    for (request, answer) in seen {
+        text += &bank_line(&day, request, answer, &link_id);
+    }
+    let bank_file = config
+        .data_dir
+        .join(format!("bank-{}-{day}.csv", bank.name));
+    std::fs::write(&bank_file, text).map_err(fail)?;
+    let engine = config.engine.first().ok_or_else(|| fail("no engine"))?;
+    let report_file = config
+        .data_dir
+        .join(format!("engine-{}-{day}.csv", engine.name));
+    let report = simulator::Ledger::report(ledger, &day).map_err(fail)?;
+    std::fs::write(&report_file, report).map_err(fail)?;
+    let bank_report = reconcile::reconcile_file(config, &bank_file, Party::Bank(&bank.name), &day)
+        .map_err(fail)?;
+    let engine_report =
+        reconcile::reconcile_file(config, &report_file, Party::Engine(&engine.name), &day)
+            .map_err(fail)?;
+    Ok(vec![
+        bank_report.summary(&reconcile::bank::CLASSES),
+        engine_report.summary(&reconcile::engine::CLASSES),
+    ])
+}
+
+/// The bank's reconciliation line of one exchange, as the acquirer saw it.
+fn bank_line(day: &str, request: &Message, answer: &Message, link_id: &str) -> String {
+    let field = |m: &Message, n: u8| m.text(n).unwrap_or("").trim().to_owned();
+    let account = match field(request, 3).starts_with("40") {
+        true => field(request, 103),
+        false => field(request, 2),
+    };
+    let acquirer = Some(field(request, 32)).filter(|a| !a.is_empty());
+    let amount: u64 = field(request, 4).parse().unwrap_or(0);
+    let values = [
+        day.to_owned(),
+        request.mti().to_string(),
+        field(request, 3),
+        acquirer.unwrap_or_else(|| link_id.to_owned()),
+        field(request, 41),
+        field(request, 11),
+        field(request, 7),
+        field(request, 37),
+        account,
+        amount.to_string(),
+        field(request, 49),
+        field(answer, 39),
+        field(answer, 62),
+    ];
+    values.join(",") + "\n"
 }
 
 /// Request `n`: the accounts in turn, amounts varying, one request in 25 at the
@@ -326,6 +413,9 @@ impl std::fmt::Display for Summary {
             net / 100,
             net % 100
         )?;
+        for line in &self.reconciliations {
+            writeln!(f, "{line}")?;
+        }
         match &self.data_dir {
             Some(dir) => write!(
                 f,

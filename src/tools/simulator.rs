@@ -58,6 +58,10 @@ pub struct Entry {
     pub amount: u64,
     /// `credit` or `reversal`.
     pub kind: String,
+    /// When it was applied, milliseconds since the Unix epoch (0 in ledgers written
+    /// before the daily report existed).
+    #[serde(default)]
+    pub at_ms: i64,
 }
 
 /// The applied credits and reversals and the balances they make.
@@ -154,6 +158,35 @@ impl Ledger {
         }
         self.remember(&entry);
         Ok(true)
+    }
+
+    /// The engine's daily report: every credit and reversal applied on UTC day `day`
+    /// (`YYYY-MM-DD`), as `confirmation,min,amount,kind` CSV with a header.
+    pub fn report(path: &Path, day: &str) -> Result<String, SimError> {
+        let fail = |reason: String| SimError::Ledger {
+            path: path.display().to_string(),
+            reason,
+        };
+        let reader = BufReader::new(File::open(path).map_err(|e| fail(e.to_string()))?);
+        let mut out = String::from("confirmation,min,amount,kind\n");
+        for (number, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| fail(e.to_string()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: Entry = serde_json::from_str(&line)
+                .map_err(|e| fail(format!("line {}: {e}", number + 1)))?;
+            let applied = chrono::DateTime::from_timestamp_millis(entry.at_ms)
+                .map(|at| at.format("%Y-%m-%d").to_string());
+            if entry.at_ms > 0 && applied.as_deref() == Some(day) {
+                let row = format!(
+                    "{},{},{},{}\n",
+                    entry.confirmation, entry.min, entry.amount, entry.kind
+                );
+                out.push_str(&row);
+            }
+        }
+        Ok(out)
     }
 
     /// When the credit with `confirmation` was applied by this process, if it was.
@@ -392,6 +425,7 @@ impl Connection {
             min: message.text(102).unwrap_or("").to_owned(),
             amount: amount.saturating_sub(remaining),
             kind: kind.to_owned(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
         };
         ledger
             .apply(entry)
@@ -461,6 +495,7 @@ mod tests {
             min: "2065550101".into(),
             amount,
             kind: kind.into(),
+            at_ms: 1_764_806_400_000,
         }
     }
 

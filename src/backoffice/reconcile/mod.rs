@@ -7,6 +7,7 @@
 //! file is sent to it and read from a temporary file that is removed after).
 
 pub mod bank;
+pub mod engine;
 pub mod file;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use super::BackofficeError;
 use crate::config::Config;
 use crate::durable::record::{Break, Reconciliation, Record, Side};
 use crate::durable::store::{ClosedDay, Store};
+use crate::vocab::confirmation::ConfirmationNumbers;
 
 /// What a reconciliation reads and writes: the indexes, the journal's segments and a
 /// way to journal records (the data directory's, or the running switch's).
@@ -28,6 +30,8 @@ pub struct Books<'a> {
     pub journal_dir: PathBuf,
     /// Journals records until durable and indexed; returns their positions.
     pub commit: &'a Commit<'a>,
+    /// The data directory's confirmation numbers (to find a credit by its number).
+    pub numbers: &'a crate::vocab::confirmation::ConfirmationNumbers,
 }
 
 /// Journals records until durable and indexed; returns their positions.
@@ -245,48 +249,108 @@ pub fn bank_on(
     bank::reconcile(books, &bank, &closed, path, &layout, now)
 }
 
-/// `replenish reconcile bank`: on the data directory, or through the running switch.
-pub fn bank_file(
+/// Reconciles `path` as engine `engine`'s report of `day` on `books`.
+pub fn engine_on(
+    books: &Books<'_>,
     config: &Config,
     path: &Path,
-    bank: &str,
+    engine: &str,
     day: &str,
 ) -> Result<Report, BackofficeError> {
-    find_bank(config, bank)?;
+    if !config.engine.iter().any(|e| e.name == engine) {
+        let names: Vec<&str> = config.engine.iter().map(|e| e.name.as_str()).collect();
+        return Err(BackofficeError::Input(format!(
+            "--engine: no engine named {engine:?} (engines: {})",
+            names.join(", ")
+        )));
+    }
+    let closed = closed_day(books.store, day)?;
+    engine::reconcile(
+        books,
+        engine,
+        &closed,
+        path,
+        chrono::Utc::now().timestamp_millis(),
+    )
+}
+
+/// Which side a file is reconciled on, and with whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party<'a> {
+    /// A bank's file.
+    Bank(&'a str),
+    /// A prepaid engine's report.
+    Engine(&'a str),
+}
+
+impl Party<'_> {
+    fn reconcile(
+        self,
+        books: &Books<'_>,
+        config: &Config,
+        path: &Path,
+        day: &str,
+    ) -> Result<Report, BackofficeError> {
+        match self {
+            Party::Bank(bank) => bank_on(books, config, path, bank, day),
+            Party::Engine(engine) => engine_on(books, config, path, engine, day),
+        }
+    }
+
+    fn route(self, day: &str) -> String {
+        match self {
+            Party::Bank(bank) => format!("/reconciliations/bank/{bank}/{day}"),
+            Party::Engine(engine) => format!("/reconciliations/engine/{engine}/{day}"),
+        }
+    }
+}
+
+/// `replenish reconcile bank|engine`: on the data directory, or through the running
+/// switch.
+pub fn reconcile_file(
+    config: &Config,
+    path: &Path,
+    party: Party<'_>,
+    day: &str,
+) -> Result<Report, BackofficeError> {
+    if let Party::Bank(bank) = party {
+        find_bank(config, bank)?;
+    }
     super::with_data(
         config,
         |data| {
             let commit = |records: &[Record]| Ok(data.commit(records)?);
+            let numbers = ConfirmationNumbers::new(&data.confirmation_key()?);
             let books = Books {
                 store: &data.store,
                 journal_dir: data.path.join("journal"),
                 commit: &commit,
+                numbers: &numbers,
             };
-            bank_on(&books, config, path, bank, day)
+            party.reconcile(&books, config, path, day)
         },
         |endpoint| {
             let bytes = std::fs::read(path)
                 .map_err(|e| BackofficeError::Input(format!("{}: {e}", path.display())))?;
-            let route = format!("/reconciliations/bank/{bank}/{day}");
             let name = path.display().to_string();
-            Ok(endpoint.upload(&route, &name, bytes)?)
+            Ok(endpoint.upload(&party.route(day), &name, bytes)?)
         },
     )
 }
 
-/// `POST /reconciliations/bank/{bank}/{day}` with the file as the body.
+/// `POST /reconciliations/{bank|engine}/{name}/{day}` with the file as the body.
 pub(super) fn routes() -> axum::Router<super::Shared> {
     axum::Router::new()
         .route(
-            "/reconciliations/bank/{bank}/{day}",
-            axum::routing::post(http_bank),
+            "/reconciliations/{side}/{name}/{day}",
+            axum::routing::post(http_reconcile),
         )
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
 }
 
-async fn http_bank(
+async fn http_reconcile(
     axum::extract::State(shared): axum::extract::State<super::Shared>,
-    axum::extract::Path((bank, day)): axum::extract::Path<(String, String)>,
+    axum::extract::Path((side, name, day)): axum::extract::Path<(String, String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<
@@ -297,6 +361,15 @@ async fn http_bank(
     ),
 > {
     let work = move || -> Result<Report, BackofficeError> {
+        let party = match side.as_str() {
+            "bank" => Party::Bank(&name),
+            "engine" => Party::Engine(&name),
+            other => {
+                return Err(BackofficeError::Input(format!(
+                    "{other:?} is not bank or engine"
+                )));
+            }
+        };
         // The file is read from a temporary file (removed when dropped), never kept.
         let mut temporary = tempfile::NamedTempFile::new()
             .map_err(|e| BackofficeError::Remote(format!("temporary file: {e}")))?;
@@ -308,12 +381,14 @@ async fn http_bank(
             store: decider.store(),
             journal_dir: shared.config.data_dir.join("journal"),
             commit: &commit,
+            numbers: decider.numbers(),
         };
         let name = (headers.get(crate::operate::operator::FILE_NAME))
             .and_then(|v| v.to_str().ok())
             .unwrap_or("upload")
             .to_owned();
-        bank_on(&books, &shared.config, temporary.path(), &bank, &day)
+        party
+            .reconcile(&books, &shared.config, temporary.path(), &day)
             .map_err(|e| rename_file(e, temporary.path(), &name))
     };
     match tokio::task::spawn_blocking(work).await {

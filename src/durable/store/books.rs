@@ -112,6 +112,16 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the credit `confirmation` still waits in `engine`'s outbox (not
+    /// acknowledged by the engine yet).
+    pub fn in_outbox(&self, engine: &str, confirmation: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .contains_key(key("o/", &format!("{engine}/{confirmation}")))?)
+    }
+}
+
 impl BatchBuilder<'_> {
     pub(super) fn day_closed(&mut self, seq: u64, close: &DayClose) -> Result<(), StoreError> {
         let first_seq = match self.open_day.take() {
