@@ -766,7 +766,7 @@ fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
     if let Some(out) = json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.to_string()))?;
-        std::fs::write(&out, text + "\n")
+        std::fs::write(out, text + "\n")
             .map_err(|e| Failure::Other(format!("{}: {e}", out.display())))?;
     }
     if report.has_breaks() {
