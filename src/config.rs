@@ -66,6 +66,72 @@ pub struct Config {
     /// named like it.
     #[serde(default)]
     pub bank: Vec<BankConfig>,
+    /// Notifications for people (`[notify]`). Default: none sent.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Notifications (`[notify]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Email over SMTP (`[notify.email]`): the reconciliation exception reports.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+}
+
+/// Email over SMTP (`[notify.email]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The SMTP server, `host:port`. Required.
+    pub smtp: String,
+    /// The sender address. Required.
+    pub from: String,
+    /// The recipients, at least one. Required.
+    pub to: Vec<String>,
+    /// Upgrade the connection with STARTTLS (required, not opportunistic). Default false.
+    #[serde(default)]
+    pub starttls: bool,
+    /// A PEM file of the CA that issued the server's certificate, when it is not a
+    /// public one. Default: the public web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The SMTP user, when the server wants authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding that user's password (trimmed); required with `username`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl EmailConfig {
+    fn validate(&self) -> Result<(), String> {
+        let (host, port) = (self.smtp.rsplit_once(':')).ok_or("smtp: host:port")?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("smtp: {:?} is not host:port", self.smtp));
+        }
+        for address in std::iter::once(&self.from).chain(&self.to) {
+            if !address.contains('@') {
+                return Err(format!("{address:?} is not an email address"));
+            }
+        }
+        if self.to.is_empty() {
+            return Err("to: at least one recipient".into());
+        }
+        if self.username.is_some() != self.password_file.is_some() {
+            return Err("username and password_file go together".into());
+        }
+        Ok(())
+    }
+
+    /// The SMTP server's host and port.
+    pub fn server(&self) -> (String, u16) {
+        match self.smtp.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(25)),
+            None => (self.smtp.clone(), 25),
+        }
+    }
 }
 
 /// Business days (`[settlement]`, BACKOFFICE.md §1).
@@ -528,6 +594,9 @@ impl Config {
         Calendar::parse(&self.settlement.cutover, &self.settlement.timezone)
             .map_err(|e| format!("settlement.{e}"))?;
         self.validate_banks()?;
+        if let Some(email) = &self.notify.email {
+            email.validate().map_err(|e| format!("notify.email.{e}"))?;
+        }
         if let Some(level) = &self.logs.level {
             level
                 .parse::<tracing::Level>()

@@ -25,6 +25,7 @@ pub mod config;
 pub mod durable;
 pub mod engine;
 pub mod logging;
+pub mod notify;
 pub mod operate;
 pub mod server;
 pub mod switch;

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::acquirer::{self, Context, Responses, Settings};
-use crate::config::{AcquirerConfig, Config};
+use crate::config::{AcquirerConfig, Config, EmailConfig};
 use crate::durable::datadir::{DataDir, DataError};
 use crate::engine::{self, unsent::Unsent};
 use crate::operate::metrics::Metrics;
@@ -83,6 +83,14 @@ pub async fn run_reporting(
     let metrics = Arc::new(Metrics::new());
     metrics.watch_engines(&engines);
     metrics.watch_index(&data.journal, &data.applied);
+    metrics.watch_notifications(&data.store);
+    if let Some(email) = config.notify.email.clone() {
+        tokio::spawn(deliver_notifications(
+            decider.clone(),
+            email,
+            forwarding.clone(),
+        ));
+    }
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();
@@ -176,6 +184,35 @@ async fn stop_when_indexing_fails(
             error!("the indexes can no longer follow the journal: stopping");
             fatal.cancel();
             return;
+        }
+    }
+}
+
+/// Sends the notification outbox's emails as they fall due, until `stop`; each attempt
+/// is journaled, so a sent email is never sent again and a failed one is retried with
+/// backoff.
+async fn deliver_notifications(decider: Arc<Decider>, email: EmailConfig, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::notify::POLL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (decider, email) = (decider.clone(), email.clone());
+        let delivered = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let attempts = crate::notify::deliver_due(decider.store(), &email, now)
+                .map_err(|e| e.to_string())?;
+            if !attempts.is_empty() {
+                decider
+                    .journal_records(&attempts)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        })
+        .await;
+        if let Ok(Err(e)) = delivered {
+            warn!("notifications: {e}");
         }
     }
 }

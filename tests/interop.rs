@@ -5,6 +5,8 @@
 //! pyiso8583 4.x (the system `python3`, or a venv it makes under the target directory)
 //! and runs the script against the binary Cargo just built.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -33,70 +35,14 @@ fn shown(output: &Output) -> String {
     )
 }
 
-/// Whether `python` can import everything the script needs.
-fn has_pyiso8583(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", PROBE])
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
 /// `python3` if it has pyiso8583 4.x, else the python of a venv under the target
 /// directory with pyiso8583 installed (made on first use).
 fn python_with_pyiso8583() -> PathBuf {
-    let system = PathBuf::from("python3");
-    if has_pyiso8583(&system) {
-        return system;
-    }
-    let venv = target_dir().join("pyiso8583-venv");
-    let python = venv.join("bin").join("python");
-    if has_pyiso8583(&python) {
-        return python;
-    }
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)
-            .unwrap_or_else(|e| panic!("cannot remove the broken venv {}: {e}", venv.display()));
-    }
-    let made = run(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        "python3 -m venv (is python3 with the venv module installed?)",
-    );
-    assert!(
-        made.status.success(),
-        "creating {} failed:\n{}",
-        venv.display(),
-        shown(&made)
-    );
-    let installed = run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            PYISO8583,
-            "tomli; python_version < '3.11'",
-        ]),
-        "pip install in the venv",
-    );
-    assert!(
-        installed.status.success(),
-        "pip install {PYISO8583} into {} failed:\n{}",
-        venv.display(),
-        shown(&installed)
-    );
-    assert!(
-        has_pyiso8583(&python),
-        "{} still cannot import pyiso8583 4.x after installing it",
-        python.display()
-    );
-    python
+    support::python::python_with(
+        "pyiso8583",
+        PROBE,
+        &[PYISO8583, "tomli; python_version < '3.11'"],
+    )
 }
 
 #[test]

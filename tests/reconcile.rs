@@ -443,3 +443,154 @@ fn a_bad_file_names_every_bad_line_exits_2_and_records_nothing() {
     );
     data.close().expect("close");
 }
+
+/// A real SMTP server (aiosmtpd from PyPI) on loopback, saving each email to a Maildir.
+struct Smtp {
+    process: std::process::Child,
+    maildir: std::path::PathBuf,
+}
+
+impl Smtp {
+    fn start(dir: &Path, port: u16) -> Smtp {
+        let python =
+            support::python::python_with("aiosmtpd", "import aiosmtpd", &["aiosmtpd==1.4.6"]);
+        let maildir = dir.join("maildir");
+        let process = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        // Dropped (killed and waited for) on every path, also when it never listens.
+        let smtp = Smtp { process, maildir };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return smtp;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+
+    /// Every email received so far, raw.
+    fn emails(&self) -> Vec<String> {
+        let mut emails = Vec::new();
+        for folder in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) {
+                for entry in entries.flatten() {
+                    emails.push(std::fs::read_to_string(entry.path()).expect("email"));
+                }
+            }
+        }
+        emails
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A day with one transaction and a file that disagrees with it.
+fn day_with_a_break(config: &Config, dir: &Path) -> (String, std::path::PathBuf) {
+    let closed = days::close(config, "tester").expect("close");
+    let line = format!(
+        "{},0200,280000,00012345,T9,000042,1204101010,R42,4761739001010010,2500,840,00,",
+        closed.closed
+    );
+    let file = dir.join("bank.csv");
+    std::fs::write(&file, format!("{HEADER}\n{line}\n")).expect("file");
+    (closed.closed, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaks_are_emailed_once_and_an_smtp_outage_only_delays_the_email() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let smtp_port = free_port();
+    let mut config = Config::from_toml(
+        &format!(
+            "{}\n[notify.email]\nsmtp = \"127.0.0.1:{smtp_port}\"\nfrom = \"replenish@switch.test\"\nto = [\"recon@bank.test\", \"ops@provider.test\"]\n",
+            config_text(dir.path(), free_port())
+        ),
+        "test",
+    )
+    .expect("config");
+    config.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    import_samples(&config);
+    let (day, file) = day_with_a_break(&config, dir.path());
+
+    // The SMTP server is down: the reconciliation is not held up; the email waits.
+    let report =
+        reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), &day).expect("reconcile");
+    assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
+    let data = DataDir::open(&config).expect("data");
+    let (pending, failed) = data.store.notification_tally().expect("tally");
+    data.close().expect("close");
+    assert_eq!((pending, failed), (1, 1), "queued, one failed attempt");
+
+    // The server comes up; the running switch sends the email from its outbox.
+    let smtp = Smtp::start(dir.path(), smtp_port);
+    let switch = Switch::start(config.clone()).await;
+    let mut emails = Vec::new();
+    for _ in 0..200 {
+        emails = smtp.emails();
+        if !emails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(emails.len(), 1, "one email once the server is up");
+    let email = &emails[0];
+    assert!(
+        email.contains(&format!(
+            "Subject: replenish reconciliation bank-a {day}: 1 breaks"
+        )),
+        "{email}"
+    );
+    assert!(email.contains("recon@bank.test") && email.contains("ops@provider.test"));
+    assert!(
+        email.contains(&format!("breaks-bank-a-{day}.csv")),
+        "the CSV attachment: {email}"
+    );
+    assert!(email.contains("missing_at_switch"), "{email}");
+    assert!(
+        !email.contains("4761739001010010"),
+        "accounts masked in the email"
+    );
+    let metrics = ureq::get(&format!(
+        "http://{}/metrics",
+        config.metrics.listen.expect("listen")
+    ))
+    .call()
+    .expect("metrics")
+    .body_mut()
+    .read_to_string()
+    .expect("text");
+    assert!(metrics.contains("replenish_emails_pending 0"), "{metrics}");
+    assert!(metrics.contains("replenish_email_failures 1"), "{metrics}");
+
+    // The same file again through the switch: the same breaks, no second email.
+    let (again_config, again_file, again_day) = (config.clone(), file.clone(), day.clone());
+    tokio::task::spawn_blocking(move || {
+        reconcile::reconcile_file(
+            &again_config,
+            &again_file,
+            Party::Bank("bank-a"),
+            &again_day,
+        )
+    })
+    .await
+    .expect("task")
+    .expect("again");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        smtp.emails().len(),
+        1,
+        "no second email for the same breaks"
+    );
+    switch.stop().await;
+}

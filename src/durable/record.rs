@@ -48,6 +48,54 @@ pub enum Record {
     BreakResolved(BreakResolution),
     /// A reconciliation ran: its file, counts and breaks (after their `break_found`s).
     Reconciled(Box<Reconciliation>),
+    /// A notification to send (an email), kept in the outbox until it is sent.
+    NotificationQueued(Box<Notification>),
+    /// One attempt to send a notification: sent, or failed and why.
+    NotificationAttempt(NotificationAttempt),
+}
+
+/// A notification for people (the exception report by email).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// What makes it the same notification (a re-run that finds the same breaks
+    /// sends none).
+    pub identity: String,
+    /// `email`.
+    pub channel: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// The subject.
+    pub subject: String,
+    /// The text.
+    pub body: String,
+    /// An attachment, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    /// When it was queued, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A text attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its file name.
+    pub name: String,
+    /// Its media type (`text/csv`).
+    pub content_type: String,
+    /// Its content.
+    pub text: String,
+}
+
+/// One delivery attempt of a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationAttempt {
+    /// The notification (the journal position of its `notification_queued`).
+    pub id: u64,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// Why it failed; none when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The close of a business day.

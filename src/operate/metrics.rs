@@ -45,6 +45,9 @@ pub struct Metrics {
     acked: Family<EngineLabels, Counter>,
     link_up: Family<LinkLabels, Gauge>,
     index_lag: Gauge,
+    emails_pending: Gauge,
+    email_failures: Gauge,
+    store: Mutex<Option<crate::durable::store::Store>>,
     engines: Mutex<Vec<EngineView>>,
     index: Mutex<Option<IndexView>>,
 }
@@ -153,9 +156,24 @@ impl Metrics {
             "Durable journal records not yet in the indexes",
             index_lag.clone(),
         );
+        let emails_pending = Gauge::default();
+        registry.register(
+            "emails_pending",
+            "Emails in the notification outbox not sent yet",
+            emails_pending.clone(),
+        );
+        let email_failures = Gauge::default();
+        registry.register(
+            "email_failures",
+            "Failed attempts to send emails (each is retried)",
+            email_failures.clone(),
+        );
         Metrics {
             registry,
             index_lag,
+            emails_pending,
+            email_failures,
+            store: Mutex::new(None),
             index: Mutex::new(None),
             responses,
             outbox_depth,
@@ -184,6 +202,11 @@ impl Metrics {
             })
             .collect();
         *self.engines.lock().unwrap_or_else(|p| p.into_inner()) = views;
+    }
+
+    /// Reads the notification outbox from `store`.
+    pub fn watch_notifications(&self, store: &crate::durable::store::Store) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store.clone());
     }
 
     /// Follows the indexer's position behind `journal`.
@@ -307,6 +330,13 @@ impl Metrics {
         }
         self.index_lag
             .set(i64::try_from(self.index_lag()).unwrap_or(i64::MAX));
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(Ok((pending, failed))) = store.map(|s| s.notification_tally()) {
+            self.emails_pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            self.email_failures
+                .set(i64::try_from(failed).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             warn!("metrics encoding: {e}");

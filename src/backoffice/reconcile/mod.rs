@@ -274,6 +274,112 @@ pub fn engine_on(
     )
 }
 
+/// Queues the exception report of `report` (step 312): one email per reconciliation
+/// with breaks, none for a re-run that finds the same breaks.
+fn queue_report(
+    books: &Books<'_>,
+    email: &crate::config::EmailConfig,
+    report: &Report,
+) -> Result<(), BackofficeError> {
+    let name = report
+        .bank
+        .as_deref()
+        .or(report.engine.as_deref())
+        .unwrap_or("");
+    let side = if report.bank.is_some() {
+        "bank"
+    } else {
+        "engine"
+    };
+    let ids: Vec<String> = report.breaks.iter().map(|b| b.id.to_string()).collect();
+    let identity = format!(
+        "reconciliation/{side}/{name}/{}/{}",
+        report.day,
+        ids.join(",")
+    );
+    if books.store.notification_by_identity(&identity)?.is_some() {
+        return Ok(());
+    }
+    let classes: &[&str] = if report.bank.is_some() {
+        &bank::CLASSES
+    } else {
+        &engine::CLASSES
+    };
+    let body = format!(
+        "{}\n\nThe file's SHA-256: {}\n{} break(s), each an exception-queue item \
+         (replenish exceptions list); the attached CSV lists them, accounts masked.\n",
+        report.summary(classes),
+        report.file_sha256,
+        report.breaks.len()
+    );
+    let notification = crate::durable::record::Notification {
+        identity,
+        channel: "email".into(),
+        to: email.to.clone(),
+        subject: format!(
+            "replenish reconciliation {name} {}: {} breaks",
+            report.day,
+            report.breaks.len()
+        ),
+        body,
+        attachment: Some(crate::durable::record::Attachment {
+            name: format!("breaks-{name}-{}.csv", report.day),
+            content_type: "text/csv".into(),
+            text: breaks_csv(report),
+        }),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    (books.commit)(&[Record::NotificationQueued(Box::new(notification))])?;
+    Ok(())
+}
+
+/// The breaks as CSV, accounts masked (the views hold only masked accounts).
+fn breaks_csv(report: &Report) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record([
+        "id",
+        "class",
+        "key",
+        "confirmation",
+        "their_account",
+        "their_amount",
+        "their_response",
+        "switch_account",
+        "switch_amount",
+        "switch_approved",
+    ]);
+    for b in &report.breaks {
+        let theirs = b.bank.as_ref().or(b.engine.as_ref());
+        let field =
+            |side: Option<&serde_json::Value>, name: &str| match side.and_then(|v| v.get(name)) {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+        let account = |side| {
+            let account = field(side, "account");
+            if account.is_empty() {
+                field(side, "min")
+            } else {
+                account
+            }
+        };
+        let _ = writer.write_record([
+            b.id.to_string(),
+            b.class.clone(),
+            b.key.clone(),
+            b.confirmation.clone().unwrap_or_default(),
+            account(theirs),
+            field(theirs, "amount"),
+            field(theirs, "response_code"),
+            account(b.switch.as_ref()),
+            field(b.switch.as_ref(), "amount"),
+            field(b.switch.as_ref(), "approved"),
+        ]);
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
 /// Which side a file is reconciled on, and with whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Party<'a> {
@@ -284,6 +390,8 @@ pub enum Party<'a> {
 }
 
 impl Party<'_> {
+    /// Reconciles, then queues the exception report for email when there are breaks
+    /// (a failure to queue it is logged and never fails the reconciliation).
     fn reconcile(
         self,
         books: &Books<'_>,
@@ -291,10 +399,17 @@ impl Party<'_> {
         path: &Path,
         day: &str,
     ) -> Result<Report, BackofficeError> {
-        match self {
-            Party::Bank(bank) => bank_on(books, config, path, bank, day),
-            Party::Engine(engine) => engine_on(books, config, path, engine, day),
+        let report = match self {
+            Party::Bank(bank) => bank_on(books, config, path, bank, day)?,
+            Party::Engine(engine) => engine_on(books, config, path, engine, day)?,
+        };
+        if let Some(email) = &config.notify.email
+            && report.has_breaks()
+            && let Err(e) = queue_report(books, email, &report)
+        {
+            tracing::warn!("exception report not queued for email: {e}");
         }
+        Ok(report)
     }
 
     fn route(self, day: &str) -> String {
@@ -327,7 +442,9 @@ pub fn reconcile_file(
                 commit: &commit,
                 numbers: &numbers,
             };
-            party.reconcile(&books, config, path, day)
+            let report = party.reconcile(&books, config, path, day)?;
+            deliver_now(&books, config);
+            Ok(report)
         },
         |endpoint| {
             let bytes = std::fs::read(path)
@@ -336,6 +453,21 @@ pub fn reconcile_file(
             Ok(endpoint.upload(&party.route(day), &name, bytes)?)
         },
     )
+}
+
+/// Offline, no switch delivers the outbox: one attempt now, and what fails waits for
+/// the next command or the switch. Never fails the command.
+fn deliver_now(books: &Books<'_>, config: &Config) {
+    let Some(email) = &config.notify.email else {
+        return;
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let delivered = crate::notify::deliver_due(books.store, email, now)
+        .map_err(BackofficeError::from)
+        .and_then(|attempts| (books.commit)(&attempts));
+    if let Err(e) = delivered {
+        tracing::warn!("notifications: {e}");
+    }
 }
 
 /// `POST /reconciliations/{bank|engine}/{name}/{day}` with the file as the body.

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BatchBuilder, Store, StoreError, json, key};
-use crate::durable::record::{Break, BreakResolution, DayClose, Reconciliation, Side};
+use crate::durable::record::{
+    Break, BreakResolution, DayClose, Notification, NotificationAttempt, Reconciliation, Side,
+};
 
 const OPEN_DAY: &[u8] = b"m/open_day";
 
@@ -45,7 +47,42 @@ pub struct BreakItem {
     pub resolved: Option<BreakResolution>,
 }
 
+/// A notification as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationItem {
+    /// Its id: the journal position of its `notification_queued`.
+    pub id: u64,
+    /// What to send.
+    pub notification: Notification,
+    /// Attempts that failed.
+    pub failures: u32,
+    /// The last attempt, milliseconds since the Unix epoch.
+    pub last_attempt_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was sent.
+    pub sent_ms: Option<i64>,
+}
+
 impl Store {
+    /// Every notification, oldest first.
+    pub fn notifications(&self) -> Result<Vec<NotificationItem>, StoreError> {
+        self.scan(b"n/")
+    }
+
+    /// Notifications waiting to be sent, and failed attempts so far (the metrics).
+    pub fn notification_tally(&self) -> Result<(u64, u64), StoreError> {
+        let items = self.notifications()?;
+        let pending = items.iter().filter(|i| i.sent_ms.is_none()).count() as u64;
+        let failed = items.iter().map(|i| u64::from(i.failures)).sum();
+        Ok((pending, failed))
+    }
+
+    /// The notification queued before with this identity.
+    pub fn notification_by_identity(&self, identity: &str) -> Result<Option<u64>, StoreError> {
+        self.get_json(&key("ni/", identity))
+    }
+
     /// The open business day, once a day has been closed (before that, the calendar's).
     pub fn open_day(&self) -> Result<Option<OpenDay>, StoreError> {
         self.get_json(OPEN_DAY)
@@ -192,6 +229,51 @@ impl BatchBuilder<'_> {
             self.put_raw(key("mx/", &id), Vec::new());
         }
     }
+}
+
+impl BatchBuilder<'_> {
+    pub(super) fn notification_queued(&mut self, seq: u64, notification: &Notification) {
+        let item = NotificationItem {
+            id: seq,
+            notification: notification.clone(),
+            failures: 0,
+            last_attempt_ms: 0,
+            last_error: None,
+            sent_ms: None,
+        };
+        self.put_raw(key("ni/", &notification.identity), json(&seq));
+        self.notifications.insert(seq, item);
+    }
+
+    pub(super) fn notification_attempt(
+        &mut self,
+        attempt: &NotificationAttempt,
+    ) -> Result<(), StoreError> {
+        let item = match self.notifications.remove(&attempt.id) {
+            Some(item) => Some(item),
+            None => self
+                .store
+                .get_json::<NotificationItem>(&notification_key(attempt.id))?,
+        };
+        if let Some(mut item) = item {
+            item.last_attempt_ms = attempt.at_ms;
+            match &attempt.error {
+                Some(error) => {
+                    item.failures += 1;
+                    item.last_error = Some(error.clone());
+                }
+                None => item.sent_ms = Some(attempt.at_ms),
+            }
+            self.notifications.insert(item.id, item);
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn notification_key(id: u64) -> Vec<u8> {
+    let mut k = b"n/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 pub(super) fn break_key(id: u64) -> Vec<u8> {

@@ -8,7 +8,7 @@
 
 mod books;
 
-pub use books::{BreakItem, ClosedDay, OpenDay};
+pub use books::{BreakItem, ClosedDay, NotificationItem, OpenDay};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -483,6 +483,7 @@ struct BatchBuilder<'a> {
     usage: HashMap<Vec<u8>, (String, UsageSlot)>,
     queue: HashMap<u64, QueueItem>,
     breaks: HashMap<u64, BreakItem>,
+    notifications: HashMap<u64, NotificationItem>,
     open_day: Option<OpenDay>,
     counter: Option<u64>,
     novelty: Novelty,
@@ -500,6 +501,7 @@ impl<'a> BatchBuilder<'a> {
             usage: HashMap::new(),
             queue: HashMap::new(),
             breaks: HashMap::new(),
+            notifications: HashMap::new(),
             open_day: None,
             counter: None,
             confirmations: Vec::new(),
@@ -538,6 +540,11 @@ impl<'a> BatchBuilder<'a> {
                 self.reconciled(reconciliation);
                 Ok(())
             }
+            Record::NotificationQueued(notification) => {
+                self.notification_queued(seq, notification);
+                Ok(())
+            }
+            Record::NotificationAttempt(attempt) => self.notification_attempt(attempt),
         }
     }
 
@@ -748,6 +755,9 @@ impl<'a> BatchBuilder<'a> {
         }
         for (id, item) in self.breaks {
             writes.push((books::break_key(id), Some(json(&item))));
+        }
+        for (id, item) in self.notifications {
+            writes.push((books::notification_key(id), Some(json(&item))));
         }
         writes.extend(confirmation_pages(self.confirmations));
         if let Some(counter) = self.counter {
