@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "switch",
     "acquirer",
     "operate",
+    "notify",
     "backoffice",
     "server",
     "tools",

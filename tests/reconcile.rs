@@ -17,7 +17,7 @@ use replenish::backoffice::{days, reconcile};
 use replenish::config::Config;
 use replenish::durable::datadir::DataDir;
 use replenish::durable::record::Side;
-use replenish::operate::queue;
+use replenish::operate::{lookup, queue};
 use replenish::switch::reverse::original_data;
 use replenish::wire::iso8583::{Message, Mti};
 use support::{
@@ -314,22 +314,51 @@ async fn random_traffic_perturbed_files_give_exactly_their_perturbations() {
             expected.len(),
             "each break is one exception-queue item"
         );
+        let mut credited = None;
         for item in open {
             let (config, id, class) = (config.clone(), item.id, item.class.clone());
-            tokio::task::spawn_blocking(move || {
+            let lost = tokio::task::spawn_blocking(move || {
                 if class == "missing_at_switch" {
                     let confirmation =
                         queue::resubmit(&config, id, "tester").expect("credit lost advice");
                     assert_eq!(confirmation.len(), 12);
-                } else {
-                    queue::resolve(&config, id, "checked with the bank", "tester")
-                        .expect("resolve");
+                    return Some(confirmation);
                 }
+                queue::resolve(&config, id, "checked with the bank", "tester").expect("resolve");
+                None
             })
             .await
             .expect("task");
+            credited = credited.or(lost);
         }
         let config = switch.stop().await;
+        // The three-way view of a transaction: the lost advice, now credited, and one
+        // that matched.
+        let lost = lookup::lookup(&config, &credited.expect("the lost advice credited"))
+            .expect("lookup")
+            .expect("found");
+        assert!(
+            lost.bank.starts_with("missing_at_switch (break ") && lost.bank.ends_with("resolved"),
+            "{lost:?}"
+        );
+        let matched = seen
+            .iter()
+            .filter(|s| s.request.mti().as_str() == "0200" && s.response.text(39) == Some("00"))
+            .find(|s| {
+                !expected
+                    .iter()
+                    .any(|(_, key)| *key == key_of(&bank_line(&day, s)))
+            })
+            .and_then(|s| s.response.text(62))
+            .expect("an approval");
+        let found = lookup::lookup(&config, matched)
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(
+            (found.bank.as_str(), found.engine.as_str()),
+            ("matched", "not reconciled"),
+            "{found:?}"
+        );
         let list = days::list(&config).expect("days");
         let state = list
             .iter()

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::durable::datadir::DataDir;
-use crate::durable::record::{Standing, TransactionEntry};
+use crate::durable::record::{Side, Standing, TransactionEntry};
 use crate::durable::store::{Store, StoreError};
 use crate::operate::operator::Endpoint;
 use crate::operate::queue::QueueError;
@@ -53,6 +53,16 @@ pub struct Found {
     pub delivery: String,
     /// For an authorization completed by an advice: that advice's key.
     pub completed_by: Option<String>,
+    /// The business day it was decided in.
+    #[serde(default)]
+    pub business_day: String,
+    /// Where the bank's file stands on it: `matched`, a break's class (with
+    /// `, resolved` once resolved), or `not reconciled`.
+    #[serde(default)]
+    pub bank: String,
+    /// Where the engine's report stands on its credit, likewise (`no credit` when none).
+    #[serde(default)]
+    pub engine: String,
 }
 
 impl std::fmt::Display for Found {
@@ -76,6 +86,9 @@ impl std::fmt::Display for Found {
             ("credit", credit.as_str()),
             ("since", self.standing.as_str()),
             ("delivery", self.delivery.as_str()),
+            ("business day", self.business_day.as_str()),
+            ("bank file", self.bank.as_str()),
+            ("engine report", self.engine.as_str()),
         ];
         for (name, value) in rows {
             writeln!(f, "{name:<13}{value}")?;
@@ -142,7 +155,57 @@ fn describe(
         standing: standing(entry),
         delivery,
         completed_by: entry.completed_by.as_ref().map(|k| k.0.clone()),
+        business_day: entry.business_day.clone(),
+        bank: bank_side(store, key, entry)?,
+        engine: engine_side(store, confirmation, entry)?,
     })
+}
+
+/// The three-way view, bank side: a break on its key, else whether a bank's file of
+/// its business day was reconciled (then it matched).
+fn bank_side(
+    store: &Store,
+    key: &TransactionKey,
+    entry: &TransactionEntry,
+) -> Result<String, StoreError> {
+    if let Some(state) = break_state(store, Side::Bank, &key.0)? {
+        return Ok(state);
+    }
+    let reconciled = store.reconciled_parties(Side::Bank, &entry.business_day)?;
+    Ok(
+        match reconciled.is_empty() || entry.business_day.is_empty() {
+            true => "not reconciled".into(),
+            false => "matched".into(),
+        },
+    )
+}
+
+/// The three-way view, engine side: a break on its confirmation, else whether its
+/// engine's report of the day was reconciled.
+fn engine_side(
+    store: &Store,
+    confirmation: &str,
+    entry: &TransactionEntry,
+) -> Result<String, StoreError> {
+    let Some(credit) = &entry.credit else {
+        return Ok("no credit".into());
+    };
+    if let Some(state) = break_state(store, Side::Engine, confirmation)? {
+        return Ok(state);
+    }
+    let reconciled = store.reconciled_parties(Side::Engine, &entry.business_day)?;
+    Ok(match reconciled.contains(&credit.engine) {
+        true => "matched".into(),
+        false => "not reconciled".into(),
+    })
+}
+
+fn break_state(store: &Store, side: Side, reference: &str) -> Result<Option<String>, StoreError> {
+    let breaks = store.breaks_of(side, reference)?;
+    Ok(breaks.last().map(|b| match &b.resolved {
+        Some(_) => format!("{} (break {}), resolved", b.found.class, b.id),
+        None => format!("{} (break {})", b.found.class, b.id),
+    }))
 }
 
 fn standing(entry: &TransactionEntry) -> String {

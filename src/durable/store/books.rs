@@ -123,6 +123,16 @@ impl Store {
         Ok(items)
     }
 
+    /// The banks (or engines) whose file of `day` has been reconciled.
+    pub fn reconciled_parties(&self, side: Side, day: &str) -> Result<Vec<String>, StoreError> {
+        let runs: Vec<Reconciliation> = self.scan(&key("r/", &format!("{}/", side.as_str())))?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| r.day == day)
+            .map(|r| r.party)
+            .collect())
+    }
+
     /// The last reconciliation of `party` for `day`.
     pub fn reconciliation(
         &self,
