@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use replenish::backoffice::{self, BackofficeError};
 use replenish::config::Config;
 use replenish::operate::admin::{self, ImportError, Table};
@@ -252,40 +252,38 @@ enum ReconcileSide {
     /// A bank's reconciliation file against the switch's decisions of its links and day:
     /// exit 0 all matched, 1 breaks (each an exception-queue item), 2 a bad file.
     Bank {
-        /// The bank's file (CSV by default; see [bank.reconciliation] layout).
-        file: PathBuf,
         /// The bank (a [[bank]] name, or an acquirer link's name without sections).
         #[arg(long)]
         bank: String,
-        /// The business day, YYYY-MM-DD (closed).
-        #[arg(long)]
-        day: String,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Config naming the data directory; without it, the embedded default.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        run: ReconcileRun,
     },
     /// A prepaid engine's daily report (`confirmation,min,amount,kind`, as `engine-sim
     /// report` writes it) against the credits approved for it that day: exit 0, 1, 2
     /// as for a bank.
     Engine {
-        /// The engine's report.
-        file: PathBuf,
         /// The engine (an [[engine]] name).
         #[arg(long)]
         engine: String,
-        /// The business day, YYYY-MM-DD (closed).
-        #[arg(long)]
-        day: String,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Config naming the data directory; without it, the embedded default.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        run: ReconcileRun,
     },
+}
+
+/// What both reconciliations take.
+#[derive(Args)]
+struct ReconcileRun {
+    /// The file (a bank's: CSV by default, see [bank.reconciliation] layout).
+    file: PathBuf,
+    /// The business day, YYYY-MM-DD (closed).
+    #[arg(long)]
+    day: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Config naming the data directory; without it, the embedded default.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -730,36 +728,20 @@ fn day(action: DayAction) -> Result<(), Failure> {
 
 fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
     use backoffice::reconcile::{self, Party};
-    let (file, party, day, json, config, classes) = match &side {
-        ReconcileSide::Bank {
-            file,
-            bank,
-            day,
-            json,
-            config,
-        } => (
-            file,
-            Party::Bank(bank),
-            day,
-            json,
-            config,
-            &reconcile::bank::CLASSES[..],
-        ),
-        ReconcileSide::Engine {
-            file,
-            engine,
-            day,
-            json,
-            config,
-        } => (
-            file,
-            Party::Engine(engine),
-            day,
-            json,
-            config,
-            &reconcile::engine::CLASSES[..],
-        ),
+    let (party, run, classes) = match &side {
+        ReconcileSide::Bank { bank, run } => {
+            (Party::Bank(bank), run, &reconcile::bank::CLASSES[..])
+        }
+        ReconcileSide::Engine { engine, run } => {
+            (Party::Engine(engine), run, &reconcile::engine::CLASSES[..])
+        }
     };
+    let ReconcileRun {
+        file,
+        day,
+        json,
+        config,
+    } = run;
     let config = load_config(config.as_deref())?;
     let report = reconcile::reconcile_file(&config, file, party, day)?;
     println!("{}", report.summary(classes));
