@@ -41,12 +41,56 @@ pub const CLASSES: [&str; 6] = [
     "duplicate_in_file",
 ];
 
-/// What the switch decided, as compact as matching needs.
+/// What the switch decided, as compact as matching needs (a million of them, with
+/// their key digests, in about 60 MB).
 struct Ours {
     amount: u64,
-    account: Option<Box<str>>,
+    /// The account's digits as a number, and how many there are (0: no account).
+    account: u64,
+    digits: u8,
     approved: bool,
+    /// Set once a line matched it, with a digest of that line's content (a second
+    /// line with the key is a repeat of it, or a duplicate).
     matched: bool,
+    line: u64,
+}
+
+impl Ours {
+    fn of(decision: &Decision) -> Ours {
+        let account = decision.account.as_deref().unwrap_or("");
+        let (account, digits) = match account.parse::<u64>() {
+            Ok(number) if account.len() <= 19 => (number, account.len() as u8),
+            _ => (0, 0),
+        };
+        Ours {
+            amount: amount_of(decision),
+            account,
+            digits,
+            approved: decision.code.as_str() == "00",
+            matched: false,
+            line: 0,
+        }
+    }
+
+    /// The account, when the decision named one.
+    fn account(&self) -> Option<String> {
+        (self.digits > 0)
+            .then(|| format!("{:0width$}", self.account, width = usize::from(self.digits)))
+    }
+
+    fn same_account(&self, account: &str) -> bool {
+        self.digits == 0
+            || (account.len() == usize::from(self.digits)
+                && account.parse::<u64>() == Ok(self.account))
+    }
+}
+
+/// A digest of what a line says of its transaction (a repeat says the same).
+fn content_digest(line: &BankLine) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (line.amount, &line.account, line.approved()).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Reconciles `path` (in `layout`) against `bank`'s decisions of `day`.
@@ -153,13 +197,7 @@ fn decisions(
     let mut ours = HashMap::new();
     for_each_decision(books, day, |decision| {
         if is_banks(decision, bank) {
-            let value = Ours {
-                amount: amount_of(decision),
-                account: decision.account.as_deref().map(Box::from),
-                approved: decision.code.as_str() == "00",
-                matched: false,
-            };
-            ours.insert(key_digest(&decision.key.0), value);
+            ours.insert(key_digest(&decision.key.0), Ours::of(decision));
         }
     })?;
     Ok(ours)
@@ -209,8 +247,9 @@ struct Matching<'a> {
     day: &'a str,
     books: &'a Books<'a>,
     link: String,
-    /// Key digests seen in the file, with what their first line said.
-    seen: HashMap<u128, (u64, u128, bool)>,
+    /// Key digests of lines with no decision of the day, with a digest of what their
+    /// first line said.
+    seen: HashMap<u128, u64>,
     counts: HashMap<&'static str, u64>,
     breaks: Vec<Break>,
     /// How many breaks of a class and key so far (a key can break twice).
@@ -254,37 +293,54 @@ impl<'a> Matching<'a> {
             line.class(),
         );
         let digest = key_digest(&key.0);
-        let content = (line.amount, key_digest(&line.account), line.approved());
-        if let Some(first) = self.seen.get(&digest) {
-            if line.is_repeat() && *first == content {
-                self.repeats += 1;
+        let content = content_digest(line);
+        if let Some(o) = ours.get_mut(&digest) {
+            if o.matched {
+                self.again(&key, line, o.line == content);
+                return Ok(());
+            }
+            o.matched = true;
+            o.line = content;
+            let class = compare(line, o.approved, o.amount, |a| o.same_account(a));
+            if class == "matched" {
+                *self.counts.entry(class).or_default() += 1;
             } else {
-                self.found("duplicate_in_file", &key, Some(line), None);
+                let view = ours_view(o.approved, o.amount, o.account().as_deref(), self.day);
+                self.found(class, &key, Some(line), Some(view));
             }
             return Ok(());
         }
+        if let Some(first) = self.seen.get(&digest) {
+            self.again(&key, line, *first == content);
+            return Ok(());
+        }
         self.seen.insert(digest, content);
-        match ours.get_mut(&digest) {
-            Some(o) => {
-                o.matched = true;
-                let class = compare(line, o.approved, o.amount, o.account.as_deref());
-                let view = ours_view(o.approved, o.amount, o.account.as_deref(), self.day);
-                self.classify(class, &key, line, view);
+        match self.books.store.transaction(&key)? {
+            Some(entry) if !entry.business_day.is_empty() && entry.business_day != self.day => {
+                self.other_day(&key, line, &entry);
             }
-            None => match self.books.store.transaction(&key)? {
-                Some(entry) if !entry.business_day.is_empty() && entry.business_day != self.day => {
-                    self.other_day(&key, line, &entry);
-                }
-                _ => self.found("missing_at_switch", &key, Some(line), None),
-            },
+            _ => self.found("missing_at_switch", &key, Some(line), None),
         }
         Ok(())
+    }
+
+    /// A second line with a key: a repeat of the first (same content, a repeat MTI), or
+    /// a duplicate.
+    fn again(&mut self, key: &TransactionKey, line: &BankLine, same_content: bool) {
+        if line.is_repeat() && same_content {
+            self.repeats += 1;
+        } else {
+            self.found("duplicate_in_file", key, Some(line), None);
+        }
     }
 
     fn other_day(&mut self, key: &TransactionKey, line: &BankLine, entry: &TransactionEntry) {
         let approved = entry.code.as_str() == "00";
         let amount = entry.credit.as_ref().map_or(line.amount, |c| c.amount);
-        let class = compare(line, approved, amount, entry.account.as_deref());
+        let account = entry.account.as_deref();
+        let class = compare(line, approved, amount, |a| {
+            account.is_none_or(|ours| ours == a)
+        });
         let mut view = ours_view(
             approved,
             amount,
@@ -459,11 +515,17 @@ impl<'a> Matching<'a> {
     }
 }
 
-/// The class of a line and the decision with its key.
-fn compare(line: &BankLine, approved: bool, amount: u64, account: Option<&str>) -> &'static str {
+/// The class of a line and the decision with its key (`same_account` says whether the
+/// line's account is the decision's).
+fn compare(
+    line: &BankLine,
+    approved: bool,
+    amount: u64,
+    same_account: impl Fn(&str) -> bool,
+) -> &'static str {
     if line.approved() != approved {
         "status_mismatch"
-    } else if line.amount != amount || account.is_some_and(|a| a != line.account) {
+    } else if line.amount != amount || !same_account(&line.account) {
         "amount_mismatch"
     } else {
         "matched"
