@@ -10,4 +10,5 @@ pub mod accounts;
 pub mod calendar;
 pub mod codes;
 pub mod confirmation;
+pub mod fees;
 pub mod key;
