@@ -481,11 +481,17 @@ struct Smtp {
 
 impl Smtp {
     fn start(dir: &Path, port: u16) -> Smtp {
+        Smtp::start_with(dir, port, &[])
+    }
+
+    /// With more of aiosmtpd's options (`--tlscert`, `--tlskey`: STARTTLS required).
+    fn start_with(dir: &Path, port: u16, options: &[&str]) -> Smtp {
         let python =
             support::python::python_with("aiosmtpd", "import aiosmtpd", &["aiosmtpd==1.4.6"]);
         let maildir = dir.join("maildir");
         let process = Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(std::process::Stdio::null())
@@ -622,4 +628,62 @@ async fn breaks_are_emailed_once_and_an_smtp_outage_only_delays_the_email() {
         "no second email for the same breaks"
     );
     switch.stop().await;
+}
+
+#[test]
+fn the_email_goes_over_starttls_to_a_server_of_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let made = Command::new("bash")
+        .arg(support::root().join("certs/make-dev-certs.sh"))
+        .arg(&certs)
+        .status()
+        .expect("run make-dev-certs.sh (needs openssl)");
+    assert!(made.success(), "make-dev-certs.sh failed");
+    let port = free_port();
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let options = [
+        "--tlscert",
+        cert.to_str().expect("path"),
+        "--tlskey",
+        key.to_str().expect("path"),
+    ];
+    let smtp = Smtp::start_with(dir.path(), port, &options);
+    let email = |ca: &str| {
+        format!(
+            "{}\n[notify.email]\nsmtp = \"127.0.0.1:{port}\"\nfrom = \"replenish@switch.test\"\nto = [\"recon@bank.test\"]\nstarttls = true\n{ca}",
+            config_text(dir.path(), free_port())
+        )
+    };
+    // Without the CA the server's certificate is not trusted: nothing is sent.
+    let untrusting = Config::from_toml(&email(""), "test").expect("config");
+    import_samples(&untrusting);
+    let (day, file) = day_with_a_break(&untrusting, dir.path());
+    reconcile::reconcile_file(&untrusting, &file, Party::Bank("bank-a"), &day).expect("reconcile");
+    assert!(smtp.emails().is_empty(), "no email to an untrusted server");
+    // With it, the next reconciliation's attempt sends the waiting email over TLS.
+    let ca = format!(
+        "ca_file = {:?}\n",
+        certs.join("ca.pem").display().to_string()
+    );
+    let trusting = Config::from_toml(&email(&ca), "test").expect("config");
+    let data = DataDir::open(&trusting).expect("data");
+    let waiting = data.store.notifications().expect("outbox");
+    data.close().expect("close");
+    assert_eq!(
+        (waiting.len(), waiting[0].failures),
+        (1, 1),
+        "queued, one failed attempt"
+    );
+    // The retry is due after its backoff (2 s after one failure).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    reconcile::reconcile_file(&trusting, &file, Party::Bank("bank-a"), &day)
+        .expect("reconcile again");
+    let emails = smtp.emails();
+    assert_eq!(
+        emails.len(),
+        1,
+        "sent over STARTTLS once the CA is configured"
+    );
+    assert!(emails[0].contains(&format!("replenish reconciliation bank-a {day}: 1 breaks")));
 }
