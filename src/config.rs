@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::vocab::calendar::Calendar;
+use crate::vocab::fees::Schedule;
 
 use crate::wire::framing::LengthHeader;
 use crate::wire::iso8583::Spec;
@@ -69,6 +70,41 @@ pub struct Config {
     /// Notifications for people (`[notify]`). Default: none sent.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The fee schedule (`[fees]`, BACKOFFICE.md §3). Default: no fees, the carrier
+    /// gets every amount.
+    #[serde(default)]
+    pub fees: Schedule,
+    /// Where each party's money goes (`[[payee]]`).
+    #[serde(default)]
+    pub payee: Vec<PayeeConfig>,
+}
+
+/// A party's account for settlement (`[[payee]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayeeConfig {
+    /// `provider`, `carrier:NAME`, `retailer:NAME` or `bank:NAME`. Required, unique.
+    pub party: String,
+    /// The account holder's name. Required.
+    pub name: String,
+    /// An IBAN or any account id. Required.
+    pub account: String,
+    /// The BIC of the account's bank, when known.
+    #[serde(default)]
+    pub bic: Option<String>,
+}
+
+/// An account money is paid from (`[[bank]] settlement_account`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementAccount {
+    /// The account holder's name. Required.
+    pub name: String,
+    /// An IBAN or any account id. Required.
+    pub account: String,
+    /// The BIC of the account's bank, when known.
+    #[serde(default)]
+    pub bic: Option<String>,
 }
 
 /// Notifications (`[notify]`).
@@ -182,6 +218,10 @@ pub struct BankConfig {
     /// CSV of BACKOFFICE.md §2.
     #[serde(default)]
     pub reconciliation: Option<BankReconciliation>,
+    /// The account the day's money is disbursed from (`settle`). Default: none (a bank
+    /// without one cannot be settled).
+    #[serde(default)]
+    pub settlement_account: Option<SettlementAccount>,
 }
 
 /// The layout of a bank's reconciliation file.
@@ -597,6 +637,7 @@ impl Config {
         if let Some(email) = &self.notify.email {
             email.validate().map_err(|e| format!("notify.email.{e}"))?;
         }
+        self.validate_payees()?;
         if let Some(level) = &self.logs.level {
             level
                 .parse::<tracing::Level>()
@@ -643,6 +684,64 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Each payee's party is well formed and unique, and, once settlement is configured
+    /// at all, every party the config says will be paid has a payee (retailers come from the locations, and carriers served
+    /// by a `*` engine from the accounts: `settle` checks those).
+    fn validate_payees(&self) -> Result<(), String> {
+        unique("payee party", self.payee.iter().map(|p| p.party.as_str()))?;
+        for payee in &self.payee {
+            let known = payee.party == "provider"
+                || ["carrier:", "retailer:", "bank:"].iter().any(|kind| {
+                    payee
+                        .party
+                        .strip_prefix(kind)
+                        .is_some_and(|n| !n.is_empty())
+                });
+            if !known {
+                return Err(format!(
+                    "payee {:?}: party is provider, carrier:NAME, retailer:NAME or bank:NAME",
+                    payee.party
+                ));
+            }
+            non_empty("payee account", &payee.account)?;
+        }
+        let fees = &self.fees;
+        let mut paid: Vec<String> = Vec::new();
+        if fees.provider_bp > 0 || fees.provider_fixed > 0 {
+            paid.push("provider".into());
+        }
+        if fees.bank_bp > 0 || fees.bank_fixed > 0 {
+            paid.extend(self.banks().into_iter().map(|b| format!("bank:{}", b.name)));
+        }
+        let carriers = self.engine.iter().flat_map(|e| e.carriers.iter());
+        paid.extend(
+            carriers
+                .filter(|c| *c != "*")
+                .map(|c| format!("carrier:{c}")),
+        );
+        let configured = !self.payee.is_empty()
+            || *fees != Schedule::default()
+            || self.bank.iter().any(|b| b.settlement_account.is_some());
+        if !configured {
+            // No settlement configured (no payee, no fee, no settlement account).
+            return Ok(());
+        }
+        match paid
+            .iter()
+            .find(|party| !self.payee.iter().any(|p| &p.party == *party))
+        {
+            Some(party) => Err(format!(
+                "{party} is paid by settlement but has no [[payee]]"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The payee of `party`.
+    pub fn payee_of(&self, party: &str) -> Option<&PayeeConfig> {
+        self.payee.iter().find(|p| p.party == party)
     }
 
     /// The banks: the `[[bank]]` sections, or else one bank per acquirer link.
@@ -896,6 +995,36 @@ mod tests {
             ),
             ("[limits]\ncurrencies = [\"US\"]\n", "limits.currencies"),
             ("[logs]\nlevel = \"loud\"\n", "logs.level"),
+            ("[settlement]\ncutover = \"24:00\"\n", "settlement.cutover"),
+            (
+                "[settlement]\ntimezone = \"Moon/Base\"\n",
+                "settlement.timezone",
+            ),
+            (
+                "[[bank]]\nname = \"b\"\nacquirers = [\"x\"]\n",
+                "no [[acquirer]] named \"x\"",
+            ),
+            (
+                "[[acquirer]]\nname = \"c\"\nlisten = \"127.0.0.1:3\"\n[[bank]]\nname = \"b\"\nacquirers = [\"a\"]\n",
+                "acquirer \"c\" belongs to no [[bank]]",
+            ),
+            (
+                "[notify.email]\nsmtp = \"mail\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n",
+                "notify.email.smtp",
+            ),
+            // Settlement configured (a fee): every party paid needs a payee, named.
+            (
+                "[fees]\nbank_bp = 50\n[[payee]]\nparty = \"provider\"\nname = \"P\"\naccount = \"1\"\n",
+                "bank:a is paid by settlement but has no [[payee]]",
+            ),
+            (
+                "[[engine]]\nname = \"e\"\ncarriers = [\"carrier-a\"]\nlinks = [\"127.0.0.1:9\"]\n[fees]\nprovider_bp = 150\n[[payee]]\nparty = \"provider\"\nname = \"P\"\naccount = \"1\"\n",
+                "carrier:carrier-a is paid by settlement but has no [[payee]]",
+            ),
+            (
+                "[[payee]]\nparty = \"shop\"\nname = \"S\"\naccount = \"1\"\n",
+                "party is provider",
+            ),
         ];
         for (extra, expected) in cases {
             let text = if extra.is_empty() {
