@@ -105,6 +105,22 @@ enum Command {
         #[command(subcommand)]
         side: ReconcileSide,
     },
+    /// Settle a reconciled business day of a bank: each party's share by the fee
+    /// schedule, as JSON and an ISO 20022 pain.001.001.09 credit transfer.
+    Settle {
+        /// The business day, YYYY-MM-DD (reconciled).
+        #[arg(long)]
+        day: String,
+        /// The bank.
+        #[arg(long)]
+        bank: String,
+        /// Where the files go.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// What became of a replenishment, by the confirmation number on its receipt.
     Lookup {
         /// The confirmation number (DE62 of the approval, 12 digits).
@@ -581,6 +597,17 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Exceptions { action } => exceptions(action),
         Command::Day { action } => day(action),
         Command::Reconcile { side } => reconcile(side),
+        Command::Settle {
+            day,
+            bank,
+            out,
+            config,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let written = backoffice::settle::settle(&config, &bank, &day, &out)?;
+            print!("{}", backoffice::settle::summary(&written));
+            Ok(())
+        }
         Command::Lookup {
             confirmation,
             json,

@@ -41,7 +41,7 @@ pub struct DayView {
 pub struct BankDay {
     /// The bank.
     pub bank: String,
-    /// `not_reconciled`, `breaks_open` or `reconciled`.
+    /// `not_reconciled`, `breaks_open`, `reconciled` or `settled`.
     pub state: String,
     /// Breaks not resolved yet.
     pub breaks_open: u64,
@@ -120,10 +120,20 @@ fn closed_view(store: &Store, config: &Config, closed: &ClosedDay) -> Result<Day
     for bank in config.banks() {
         banks.push(bank_day(store, &bank.name, &closed.day)?);
     }
-    let reconciled = banks.iter().all(|b| b.state == "reconciled");
+    let all = |state: &str| banks.iter().all(|b| b.state == state);
+    let state = if all("settled") {
+        "settled"
+    } else if banks
+        .iter()
+        .all(|b| matches!(b.state.as_str(), "reconciled" | "settled"))
+    {
+        "reconciled"
+    } else {
+        "closed"
+    };
     Ok(DayView {
         day: closed.day.clone(),
-        state: if reconciled { "reconciled" } else { "closed" }.into(),
+        state: state.into(),
         closed_at: Some(rfc3339(closed.close.at_ms)),
         closed_by: Some(closed.close.by.clone()),
         banks,
@@ -132,6 +142,13 @@ fn closed_view(store: &Store, config: &Config, closed: &ClosedDay) -> Result<Day
 
 /// How far `bank`'s reconciliation of `day` is.
 pub fn bank_day(store: &Store, bank: &str, day: &str) -> Result<BankDay, StoreError> {
+    if store.settlement(bank, day)?.is_some() {
+        return Ok(BankDay {
+            bank: bank.to_owned(),
+            state: "settled".into(),
+            breaks_open: 0,
+        });
+    }
     let Some(reconciliation) = store.reconciliation(Side::Bank, bank, day)? else {
         return Ok(BankDay {
             bank: bank.to_owned(),

@@ -9,6 +9,7 @@
 
 pub mod days;
 pub mod reconcile;
+pub mod settle;
 
 use std::sync::Arc;
 
@@ -88,7 +89,10 @@ pub struct Shared {
 
 /// The back office's HTTP routes for the running switch's endpoint.
 pub fn routes(decider: Arc<Decider>, config: Arc<Config>) -> axum::Router {
-    (days::routes().merge(reconcile::routes())).with_state(Shared { decider, config })
+    (days::routes()
+        .merge(reconcile::routes())
+        .merge(settle::routes()))
+    .with_state(Shared { decider, config })
 }
 
 /// A failed route's answer: refusals and bad input as `{"error"}` with 409 or 422,

@@ -52,6 +52,47 @@ pub enum Record {
     NotificationQueued(Box<Notification>),
     /// One attempt to send a notification: sent, or failed and why.
     NotificationAttempt(NotificationAttempt),
+    /// A bank's business day settled: each currency's split by party.
+    Settled(Box<SettledDay>),
+}
+
+/// A bank's day settled (BACKOFFICE.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledDay {
+    /// The bank.
+    pub bank: String,
+    /// The business day.
+    pub day: String,
+    /// When, milliseconds since the Unix epoch (the files' creation time).
+    pub at_ms: i64,
+    /// One settlement per currency.
+    pub settlements: Vec<Settlement>,
+}
+
+/// One currency's settlement: the JSON file's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The bank.
+    pub bank: String,
+    /// The business day.
+    pub day: String,
+    /// DE49, e.g. `840`.
+    pub currency: String,
+    /// Minor units split.
+    pub total: u64,
+    /// Approvals with an amount left to split.
+    pub transactions: u64,
+    /// Each party's share, by party name.
+    pub parties: Vec<PartyAmount>,
+}
+
+/// A party's share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyAmount {
+    /// `provider`, `carrier:NAME`, `retailer:NAME` or `bank:NAME`.
+    pub party: String,
+    /// Minor units.
+    pub amount: u64,
 }
 
 /// A notification for people (the exception report by email).

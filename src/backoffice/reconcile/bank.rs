@@ -183,7 +183,7 @@ fn check_file(path: &Path, layout: &Layout, day: &str) -> Result<(), BackofficeE
 
 /// Whether a decision is one the bank's file has a line for: a keyed decision of
 /// an authorization, financial or reversal message on one of the bank's links.
-fn is_banks(decision: &Decision, bank: &Bank) -> bool {
+pub(crate) fn is_banks(decision: &Decision, bank: &Bank) -> bool {
     bank.links.contains(&decision.summary.link)
         && matches!(decision.mti.as_bytes().get(1), Some(b'1' | b'2' | b'4'))
 }
@@ -204,7 +204,7 @@ fn decisions(
 }
 
 /// Calls `each` with every decision journaled in `day`.
-fn for_each_decision(
+pub(crate) fn for_each_decision(
     books: &Books<'_>,
     day: &ClosedDay,
     mut each: impl FnMut(&Decision),

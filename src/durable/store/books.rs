@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{BatchBuilder, Store, StoreError, json, key};
 use crate::durable::record::{
-    Break, BreakResolution, DayClose, Notification, NotificationAttempt, Reconciliation, Side,
+    Break, BreakResolution, DayClose, Notification, NotificationAttempt, Reconciliation,
+    SettledDay, Side,
 };
 
 const OPEN_DAY: &[u8] = b"m/open_day";
@@ -123,6 +124,11 @@ impl Store {
         Ok(items)
     }
 
+    /// The settlement of `bank`'s `day`, once settled.
+    pub fn settlement(&self, bank: &str, day: &str) -> Result<Option<SettledDay>, StoreError> {
+        self.get_json(&key("s/", &format!("{bank}/{day}")))
+    }
+
     /// The banks (or engines) whose file of `day` has been reconciled.
     pub fn reconciled_parties(&self, side: Side, day: &str) -> Result<Vec<String>, StoreError> {
         let runs: Vec<Reconciliation> = self.scan(&key("r/", &format!("{}/", side.as_str())))?;
@@ -220,6 +226,10 @@ impl BatchBuilder<'_> {
             self.breaks.insert(item.id, item);
         }
         Ok(())
+    }
+
+    pub(super) fn settled(&mut self, settled: &SettledDay) {
+        self.put("s/", &format!("{}/{}", settled.bank, settled.day), settled);
     }
 
     pub(super) fn reconciled(&mut self, reconciliation: &Reconciliation) {

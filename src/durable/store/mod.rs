@@ -545,6 +545,10 @@ impl<'a> BatchBuilder<'a> {
                 Ok(())
             }
             Record::NotificationAttempt(attempt) => self.notification_attempt(attempt),
+            Record::Settled(settled) => {
+                self.settled(settled);
+                Ok(())
+            }
         }
     }
 

@@ -1,0 +1,319 @@
+//! `replenish settle --day D --bank NAME [--out DIR]` (BACKOFFICE.md §3, seed step 313):
+//! how a reconciled day's money is disbursed. Every approval of the bank's links that
+//! day is split by the fee schedule on what is left of it after reversals (partial:
+//! the rest; full: nothing), between the service provider, the location's retailer
+//! (none for an ATM transfer), the bank and the account's carrier; the parties' totals
+//! per currency are journaled and written as `DIR/NAME-DAY.json` and an ISO 20022
+//! `pain.001.001.09` credit transfer from the bank's settlement account
+//! (`DIR/NAME-DAY.pain.001.xml`; with several currencies, one pair per currency with the
+//! currency's number before the extension). Settling a settled day writes the same
+//! bytes again and journals nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::BackofficeError;
+use super::reconcile::{Books, bank};
+use crate::config::{Bank, Config};
+use crate::durable::record::{PartyAmount, Record, SettledDay, Settlement, Standing};
+use crate::vocab::fees::{self, Parties};
+
+mod pain001;
+
+/// The files written for a settled day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The settlement as journaled.
+    pub settled: SettledDay,
+    /// The files, JSON then XML per currency.
+    pub files: Vec<PathBuf>,
+}
+
+/// The settlement of `bank`'s `day` on `books`: the one journaled before, or a new one
+/// (refused unless the day is reconciled for the bank), journaled.
+pub fn settled_on(
+    books: &Books<'_>,
+    config: &Config,
+    bank: &str,
+    day: &str,
+) -> Result<SettledDay, BackofficeError> {
+    let bank = config
+        .find_bank(bank)
+        .ok_or_else(|| BackofficeError::Input(format!("--bank: no bank named {bank:?}")))?;
+    debtor(config, &bank.name)?;
+    if let Some(settled) = books.store.settlement(&bank.name, day)? {
+        return Ok(settled);
+    }
+    let closed = super::reconcile::closed_day(books.store, day)?;
+    let state = super::days::bank_day(books.store, &bank.name, day)?;
+    if state.state != "reconciled" {
+        return Err(BackofficeError::Refused(format!(
+            "business day {day} of bank {} is not reconciled ({}): reconcile its file and resolve every break first",
+            bank.name,
+            state.state.replace('_', " ")
+        )));
+    }
+    let settled = split_day(books, config, &bank, &closed)?;
+    check_payees(config, &settled)?;
+    (books.commit)(&[Record::Settled(Box::new(settled.clone()))])?;
+    Ok(settled)
+}
+
+/// The bank's settlement account, or why it cannot be settled.
+fn debtor(
+    config: &Config,
+    bank: &str,
+) -> Result<crate::config::SettlementAccount, BackofficeError> {
+    (config.bank.iter().find(|b| b.name == bank))
+        .and_then(|b| b.settlement_account.clone())
+        .ok_or_else(|| {
+            BackofficeError::Refused(format!(
+                "bank {bank} has no settlement_account in its [[bank]] section"
+            ))
+        })
+}
+
+/// Every party with money needs a payee (retailers and `*` carriers come from data).
+fn check_payees(config: &Config, settled: &SettledDay) -> Result<(), BackofficeError> {
+    for settlement in &settled.settlements {
+        for share in &settlement.parties {
+            if share.amount > 0 && config.payee_of(&share.party).is_none() {
+                return Err(BackofficeError::Refused(format!(
+                    "{} is owed {} minor units of {} but has no [[payee]]",
+                    share.party, share.amount, settlement.currency
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one currency adds up to.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    transactions: u64,
+    parties: BTreeMap<String, u64>,
+}
+
+/// Splits every approval of `bank`'s day.
+fn split_day(
+    books: &Books<'_>,
+    config: &Config,
+    bank: &Bank,
+    closed: &crate::durable::store::ClosedDay,
+) -> Result<SettledDay, BackofficeError> {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut retailers: HashMap<String, Option<String>> = HashMap::new();
+    let mut carriers: HashMap<String, String> = HashMap::new();
+    let mut failure = None;
+    bank::for_each_decision(books, closed, |decision| {
+        if failure.is_some() || !bank::is_banks(decision, bank) || decision.hold.is_some() {
+            return;
+        }
+        let Some(credit) = &decision.credit else {
+            return;
+        };
+        let result = (|| -> Result<(), BackofficeError> {
+            let net = match books.store.transaction(&decision.key)?.map(|e| e.standing) {
+                Some(Standing::Reversed { full: true, .. }) => 0,
+                Some(Standing::Reversed { amount, .. }) => credit.amount.saturating_sub(amount),
+                _ => credit.amount,
+            };
+            if net == 0 {
+                return Ok(());
+            }
+            let location = &decision.summary.location;
+            let retailer = match credit.processing_code.starts_with("40") {
+                true => None,
+                false => match retailers.get(location) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = books.store.location(location)?.map(|l| l.retailer);
+                        let found = found.filter(|r| !r.is_empty());
+                        retailers.insert(location.clone(), found.clone());
+                        found
+                    }
+                },
+            };
+            let account = decision.account.clone().unwrap_or_default();
+            let carrier = match carriers.get(&account) {
+                Some(carrier) => carrier.clone(),
+                None => {
+                    let found = books
+                        .store
+                        .account(&account)?
+                        .map(|a| a.carrier)
+                        .unwrap_or_default();
+                    carriers.insert(account.clone(), found.clone());
+                    found
+                }
+            };
+            let parts = fees::split(
+                net,
+                &config.fees,
+                Parties {
+                    retailer: retailer.is_some(),
+                    bank: true,
+                },
+            );
+            let tally = tallies.entry(credit.currency.clone()).or_default();
+            tally.total += net;
+            tally.transactions += 1;
+            let mut add =
+                |party: String, amount: u64| *tally.parties.entry(party).or_default() += amount;
+            add("provider".into(), parts.provider);
+            if let Some(retailer) = retailer {
+                add(format!("retailer:{retailer}"), parts.retailer);
+            }
+            add(format!("bank:{}", bank.name), parts.bank);
+            add(format!("carrier:{carrier}"), parts.carrier);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failure = Some(e);
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let settlements = (tallies.into_iter())
+        .map(|(currency, tally)| Settlement {
+            bank: bank.name.clone(),
+            day: closed.day.clone(),
+            currency,
+            total: tally.total,
+            transactions: tally.transactions,
+            parties: (tally.parties.into_iter())
+                .map(|(party, amount)| PartyAmount { party, amount })
+                .collect(),
+        })
+        .collect();
+    Ok(SettledDay {
+        bank: bank.name.clone(),
+        day: closed.day.clone(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        settlements,
+    })
+}
+
+/// Writes each currency's JSON and pain.001 files.
+fn write(
+    out: &Path,
+    settled: &SettledDay,
+    config: &Config,
+    debtor: &crate::config::SettlementAccount,
+) -> Result<Vec<PathBuf>, BackofficeError> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| BackofficeError::Input(format!("{}: {e}", out.display())))?;
+    let several = settled.settlements.len() > 1;
+    let mut files = Vec::new();
+    for settlement in &settled.settlements {
+        let stem = match several {
+            true => format!("{}-{}-{}", settled.bank, settled.day, settlement.currency),
+            false => format!("{}-{}", settled.bank, settled.day),
+        };
+        let json = serde_json::to_string_pretty(settlement)
+            .map_err(|e| BackofficeError::Remote(e.to_string()))?;
+        let xml = pain001::document(settlement, debtor, config, settled.at_ms)
+            .map_err(BackofficeError::Refused)?;
+        for (name, text) in [
+            (format!("{stem}.json"), json + "\n"),
+            (format!("{stem}.pain.001.xml"), xml),
+        ] {
+            let path = out.join(name);
+            std::fs::write(&path, text)
+                .map_err(|e| BackofficeError::Remote(format!("{}: {e}", path.display())))?;
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// What `settle` prints: the files, then each currency's split per party.
+pub fn summary(written: &Written) -> String {
+    let settled = &written.settled;
+    let mut out = format!(
+        "settled bank {} business day {}\n",
+        settled.bank, settled.day
+    );
+    for file in &written.files {
+        out += &format!("  wrote {}\n", file.display());
+    }
+    for settlement in &settled.settlements {
+        out += &format!(
+            "  currency {}: {} transactions, {} minor units\n",
+            settlement.currency, settlement.transactions, settlement.total
+        );
+        for share in &settlement.parties {
+            out += &format!("    {:<32} {:>14}\n", share.party, share.amount);
+        }
+    }
+    out
+}
+
+/// `replenish settle`: the settlement made on the data directory, or by the running
+/// switch (which journals it); the files are written here into `out`.
+pub fn settle(
+    config: &Config,
+    bank: &str,
+    day: &str,
+    out: &Path,
+) -> Result<Written, BackofficeError> {
+    let settled = super::with_data(
+        config,
+        |data| {
+            let commit = |records: &[Record]| Ok(data.commit(records)?);
+            let numbers =
+                crate::vocab::confirmation::ConfirmationNumbers::new(&data.confirmation_key()?);
+            let books = Books {
+                store: &data.store,
+                journal_dir: data.path.join("journal"),
+                commit: &commit,
+                numbers: &numbers,
+            };
+            settled_on(&books, config, bank, day)
+        },
+        |endpoint| {
+            Ok(endpoint.call::<(), _>("POST", &format!("/settlements/{bank}/{day}"), None)?)
+        },
+    )?;
+    let files = write(out, &settled, config, &debtor(config, &settled.bank)?)?;
+    Ok(Written { settled, files })
+}
+
+/// `POST /settlements/{bank}/{day}`: the settlement, made and journaled if new.
+pub(super) fn routes() -> axum::Router<super::Shared> {
+    axum::Router::new().route(
+        "/settlements/{bank}/{day}",
+        axum::routing::post(http_settle),
+    )
+}
+
+async fn http_settle(
+    axum::extract::State(shared): axum::extract::State<super::Shared>,
+    axum::extract::Path((bank, day)): axum::extract::Path<(String, String)>,
+) -> Result<
+    axum::Json<SettledDay>,
+    (
+        axum::http::StatusCode,
+        axum::Json<crate::operate::operator::Refusal>,
+    ),
+> {
+    let work = move || {
+        let decider = &shared.decider;
+        let commit = |records: &[Record]| Ok(decider.journal_records(records)?);
+        let books = Books {
+            store: decider.store(),
+            journal_dir: shared.config.data_dir.join("journal"),
+            commit: &commit,
+            numbers: decider.numbers(),
+        };
+        settled_on(&books, &shared.config, &bank, &day)
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(settled)) => Ok(axum::Json(settled)),
+        Ok(Err(e)) => Err(super::answer_error(e)),
+        Err(e) => Err(super::answer_error(BackofficeError::Remote(e.to_string()))),
+    }
+}

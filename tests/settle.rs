@@ -1,0 +1,169 @@
+//! Settlement (BACKOFFICE.md §3): the demo's day (traffic, reversals, the day closed and
+//! reconciled against the bank's file and the engine's report) settled with the sample
+//! settlement config: each party's share adds up to what the engine was credited net of
+//! reversals, the pain.001.001.09 file is valid against the official XSD (the one the
+//! PyPI package sepaxml ships, checked with lxml), settling again writes the same bytes
+//! and journals nothing, and a day that is not reconciled is refused.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use replenish::backoffice::{days, settle};
+use replenish::config::Config;
+use replenish::durable::datadir::DataDir;
+
+fn settlement_config(data: &Path) -> Config {
+    let text = std::fs::read_to_string(support::root().join("fixtures/configs/settlement.toml"))
+        .expect("sample settlement config");
+    let text = text.replace(
+        "data_dir = \"./data\"",
+        &format!("data_dir = {:?}", data.display().to_string()),
+    );
+    Config::from_toml(&text, "settlement.toml").expect("config")
+}
+
+/// Validates `file` against pain.001.001.09.xsd; returns the validator's complaints.
+fn xsd_errors(file: &Path) -> Option<String> {
+    let python = support::python::python_with(
+        "sepaxml",
+        "import sepaxml, lxml",
+        &["sepaxml==2.7.0", "lxml"],
+    );
+    let script = "import sys, os, sepaxml\n\
+        from lxml import etree\n\
+        xsd = os.path.join(os.path.dirname(sepaxml.__file__), 'schemas', 'pain.001.001.09.xsd')\n\
+        schema = etree.XMLSchema(etree.parse(xsd))\n\
+        ok = schema.validate(etree.parse(sys.argv[1]))\n\
+        print('\\n'.join(f'line {e.line}: {e.message}' for e in schema.error_log))\n\
+        sys.exit(0 if ok else 1)\n";
+    let output = Command::new(python)
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .expect("python");
+    (!output.status.success()).then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_s_reconciled_day_settles_into_a_valid_pain_001() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let summary = replenish::tools::demo::run(120, Some(data.clone()))
+        .await
+        .expect("demo");
+    let config = settlement_config(&data);
+    let day = days::list(&config).expect("days")[0].day.clone();
+    let out = dir.path().join("out");
+
+    let written = settle::settle(&config, "acquirer", &day, &out).expect("settle");
+    let settlement = &written.settled.settlements[0];
+    let shares: u64 = settlement.parties.iter().map(|p| p.amount).sum();
+    assert_eq!(shares, settlement.total, "the parts add up to the amount");
+    let net = summary.amount - summary.reversed_amount;
+    assert_eq!(
+        settlement.total, net,
+        "what the engine was credited, net of reversals"
+    );
+    let provider = settlement
+        .parties
+        .iter()
+        .find(|p| p.party == "provider")
+        .expect("provider");
+    assert!(
+        provider.amount > 0 && provider.amount < net / 50,
+        "1.5 % of the total: {provider:?}"
+    );
+    let xml = out.join(format!("acquirer-{day}.pain.001.xml"));
+    if let Some(errors) = xsd_errors(&xml) {
+        panic!("{} is not valid pain.001.001.09:\n{errors}", xml.display());
+    }
+    let text = std::fs::read_to_string(&xml).expect("xml");
+    let paid = settlement.parties.iter().filter(|p| p.amount > 0).count();
+    assert_eq!(
+        text.matches("<CdtTrfTxInf>").count(),
+        paid,
+        "one transfer per party paid"
+    );
+    assert!(
+        text.contains(&format!("<NbOfTxs>{paid}</NbOfTxs>")),
+        "{text}"
+    );
+    assert!(text.contains("Ccy=\"USD\""), "{text}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(format!("acquirer-{day}.json"))).expect("json"),
+    )
+    .expect("parses");
+    assert_eq!(json["currency"], "840");
+    assert_eq!(json["total"], net);
+
+    // Again: the same bytes, nothing journaled, the day settled.
+    let before: Vec<Vec<u8>> = written
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).expect("file"))
+        .collect();
+    let seq = |config: &Config| {
+        let data = DataDir::open(config).expect("data");
+        let seq = data.store.applied_seq().expect("seq");
+        data.close().expect("close");
+        seq
+    };
+    let journaled = seq(&config);
+    let again = settle::settle(&config, "acquirer", &day, &out).expect("settle again");
+    let after: Vec<Vec<u8>> = again
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).expect("file"))
+        .collect();
+    assert_eq!(before, after, "the same bytes");
+    assert_eq!(seq(&config), journaled, "nothing journaled");
+    assert_eq!(days::list(&config).expect("days")[0].state, "settled");
+
+    // The open day is refused, saying why; so is an unknown bank.
+    let open = days::list(&config)
+        .expect("days")
+        .last()
+        .expect("open")
+        .day
+        .clone();
+    let refused = settle::settle(&config, "acquirer", &open, &out).expect_err("open day");
+    assert!(refused.to_string().contains("is not closed"), "{refused}");
+    let unknown = settle::settle(&config, "no-such-bank", &day, &out).expect_err("unknown bank");
+    assert!(unknown.to_string().contains("no bank named"), "{unknown}");
+}
+
+#[test]
+fn a_day_with_open_breaks_is_not_settled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = settlement_config(dir.path());
+    support::import_samples(&config);
+    let closed = days::close(&config, "tester").expect("close");
+    let file = dir.path().join("bank.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "business_day,mti,processing_code,acquirer_id,terminal,stan,transmission,rrn,account,amount,currency,response_code,confirmation\n\
+             {},0200,280000,00012345,T1,000001,1204101010,R1,4761739001010010,2500,840,00,\n",
+            closed.closed
+        ),
+    )
+    .expect("file");
+    let report = replenish::backoffice::reconcile::reconcile_file(
+        &config,
+        &file,
+        replenish::backoffice::reconcile::Party::Bank("acquirer"),
+        &closed.closed,
+    )
+    .expect("reconcile");
+    assert_eq!(report.breaks.len(), 1);
+    let refused =
+        settle::settle(&config, "acquirer", &closed.closed, dir.path()).expect_err("breaks open");
+    assert!(
+        refused
+            .to_string()
+            .contains("is not reconciled (breaks open)"),
+        "{refused}"
+    );
+}
