@@ -4,10 +4,11 @@
 //! replenishments across every sample account — so some are declined, each for its
 //! reason — then reverses one approval in ten with a `0420`, waits until the engine has
 //! acknowledged every approved credit and every reversal advice, closes the business
-//! day and reconciles it against a bank file written as the acquirer saw the traffic
-//! and against the engine's daily report, and reports what happened: answers by
+//! day, reconciles it against a bank file written as the acquirer saw the traffic and
+//! against the engine's daily report, settles it with the sample fee schedule and
+//! payees (fixtures/configs/settlement.toml), and reports what happened: answers by
 //! response code, credits and reversals in the engine's ledger, the two
-//! reconciliations' summary lines.
+//! reconciliations' summary lines, the settlement files and each party's share.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,8 +56,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// The data directory and ledger, when kept.
     pub data_dir: Option<PathBuf>,
-    /// The summary lines of the day's reconciliations: the bank's file, the engine's
-    /// report.
+    /// The back office's lines: the day's reconciliations (the bank's file, the
+    /// engine's report) and its settlement (files and each party's share).
     pub reconciliations: Vec<String>,
 }
 
@@ -82,6 +83,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         ),
     };
     let mut config = Config::embedded_default();
+    with_settlement(&mut config)?;
     config.data_dir = (data_dir.clone())
         .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
         .ok_or_else(|| fail("no data directory"))?;
@@ -246,10 +248,34 @@ fn reconcile_the_day(
     let engine_report =
         reconcile::reconcile_file(config, &report_file, Party::Engine(&engine.name), &day)
             .map_err(fail)?;
-    Ok(vec![
+    let mut lines = vec![
         bank_report.summary(&reconcile::bank::CLASSES),
         engine_report.summary(&reconcile::engine::CLASSES),
-    ])
+    ];
+    let out = config.data_dir.join("settlement");
+    match crate::backoffice::settle::settle(config, &bank.name, &day, &out) {
+        Ok(written) => lines.extend(
+            crate::backoffice::settle::summary(&written)
+                .lines()
+                .map(str::to_owned),
+        ),
+        Err(e) => lines.push(format!("not settled: {e}")),
+    }
+    Ok(lines)
+}
+
+/// The sample settlement (fixtures/configs/settlement.toml): its fee schedule, bank
+/// settlement account and payees.
+pub const SAMPLE_SETTLEMENT: &str = include_str!("../../fixtures/configs/settlement.toml");
+
+/// The embedded default config with the sample's settlement sections.
+fn with_settlement(config: &mut Config) -> Result<(), DemoError> {
+    let sample =
+        Config::from_toml(SAMPLE_SETTLEMENT, "fixtures/configs/settlement.toml").map_err(fail)?;
+    config.fees = sample.fees;
+    config.bank = sample.bank;
+    config.payee = sample.payee;
+    Ok(())
 }
 
 /// The bank's reconciliation line of one exchange, as the acquirer saw it.
