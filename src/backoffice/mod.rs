@@ -10,6 +10,7 @@
 pub mod days;
 pub mod reconcile;
 pub mod settle;
+pub mod shares;
 
 use std::sync::Arc;
 

@@ -9,14 +9,13 @@
 //! currency's number before the extension). Settling a settled day writes the same
 //! bytes again and journals nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::BackofficeError;
-use super::reconcile::{Books, bank};
+use super::reconcile::Books;
 use crate::config::{Bank, Config};
-use crate::durable::record::{PartyAmount, Record, SettledDay, Settlement, Standing};
-use crate::vocab::fees::{self, Parties};
+use crate::durable::record::{PartyAmount, Record, SettledDay, Settlement};
 
 mod pain001;
 
@@ -104,79 +103,17 @@ fn split_day(
     closed: &crate::durable::store::ClosedDay,
 ) -> Result<SettledDay, BackofficeError> {
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut retailers: HashMap<String, Option<String>> = HashMap::new();
-    let mut carriers: HashMap<String, String> = HashMap::new();
-    let mut failure = None;
-    bank::for_each_decision(books, closed, |decision| {
-        if failure.is_some() || !bank::is_banks(decision, bank) || decision.hold.is_some() {
+    super::shares::each_share(books, config, closed, Some(&bank.name), |share| {
+        if share.net == 0 {
             return;
         }
-        let Some(credit) = &decision.credit else {
-            return;
-        };
-        let result = (|| -> Result<(), BackofficeError> {
-            let net = match books.store.transaction(&decision.key)?.map(|e| e.standing) {
-                Some(Standing::Reversed { full: true, .. }) => 0,
-                Some(Standing::Reversed { amount, .. }) => credit.amount.saturating_sub(amount),
-                _ => credit.amount,
-            };
-            if net == 0 {
-                return Ok(());
-            }
-            let location = &decision.summary.location;
-            let retailer = match credit.processing_code.starts_with("40") {
-                true => None,
-                false => match retailers.get(location) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let found = books.store.location(location)?.map(|l| l.retailer);
-                        let found = found.filter(|r| !r.is_empty());
-                        retailers.insert(location.clone(), found.clone());
-                        found
-                    }
-                },
-            };
-            let account = decision.account.clone().unwrap_or_default();
-            let carrier = match carriers.get(&account) {
-                Some(carrier) => carrier.clone(),
-                None => {
-                    let found = books
-                        .store
-                        .account(&account)?
-                        .map(|a| a.carrier)
-                        .unwrap_or_default();
-                    carriers.insert(account.clone(), found.clone());
-                    found
-                }
-            };
-            let parts = fees::split(
-                net,
-                &config.fees,
-                Parties {
-                    retailer: retailer.is_some(),
-                    bank: true,
-                },
-            );
-            let tally = tallies.entry(credit.currency.clone()).or_default();
-            tally.total += net;
-            tally.transactions += 1;
-            let mut add =
-                |party: String, amount: u64| *tally.parties.entry(party).or_default() += amount;
-            add("provider".into(), parts.provider);
-            if let Some(retailer) = retailer {
-                add(format!("retailer:{retailer}"), parts.retailer);
-            }
-            add(format!("bank:{}", bank.name), parts.bank);
-            add(format!("carrier:{carrier}"), parts.carrier);
-            Ok(())
-        })();
-        if let Err(e) = result {
-            failure = Some(e);
+        let tally = tallies.entry(share.currency.to_owned()).or_default();
+        tally.total += share.net;
+        tally.transactions += 1;
+        for (party, amount) in parties(share) {
+            *tally.parties.entry(party).or_default() += amount;
         }
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     let settlements = (tallies.into_iter())
         .map(|(currency, tally)| Settlement {
             bank: bank.name.clone(),
@@ -195,6 +132,17 @@ fn split_day(
         at_ms: chrono::Utc::now().timestamp_millis(),
         settlements,
     })
+}
+
+/// Each party of a share with its part (the retailer only where one is paid).
+pub fn parties(share: &super::shares::Share<'_>) -> Vec<(String, u64)> {
+    let mut parties = vec![("provider".to_owned(), share.parts.provider)];
+    if let Some(retailer) = share.retailer {
+        parties.push((format!("retailer:{retailer}"), share.parts.retailer));
+    }
+    parties.push((format!("bank:{}", share.bank), share.parts.bank));
+    parties.push((format!("carrier:{}", share.carrier), share.parts.carrier));
+    parties
 }
 
 /// Writes each currency's JSON and pain.001 files.

@@ -1,0 +1,114 @@
+//! Each approval of a business day with its split: what settlement, the revenue report
+//! and the audit trail all add up. An approval is a decision that credited (a `0200`
+//! approval, a credited advice, a completion); what is split is what is left of it
+//! after reversals, read from the index (a partial reversal leaves the rest, a full one
+//! nothing); the retailer is the location's (none for an ATM transfer, `40xxxx`), the
+//! carrier the account's, the bank the one whose link the message came on.
+
+use std::collections::HashMap;
+
+use super::BackofficeError;
+use super::reconcile::{Books, bank};
+use crate::config::Config;
+use crate::durable::record::{Decision, Standing};
+use crate::durable::store::ClosedDay;
+use crate::vocab::fees::{self, Parties, Split};
+
+/// One approval and its split.
+pub struct Share<'a> {
+    /// The decision.
+    pub decision: &'a Decision,
+    /// The bank whose link it came on.
+    pub bank: &'a str,
+    /// The account's carrier.
+    pub carrier: &'a str,
+    /// The location's retailer, when one is paid.
+    pub retailer: Option<&'a str>,
+    /// DE49.
+    pub currency: &'a str,
+    /// The amount credited.
+    pub gross: u64,
+    /// What is left after reversals: what is split.
+    pub net: u64,
+    /// The parts of `net`.
+    pub parts: Split,
+}
+
+/// Calls `each` with every approval of `day` (of `only` bank's links, when given).
+pub fn each_share(
+    books: &Books<'_>,
+    config: &Config,
+    day: &ClosedDay,
+    only: Option<&str>,
+    mut each: impl FnMut(&Share<'_>),
+) -> Result<(), BackofficeError> {
+    let banks: HashMap<String, String> = (config.banks().into_iter())
+        .flat_map(|b| b.links.into_iter().map(move |l| (l, b.name.clone())))
+        .collect();
+    let mut retailers: HashMap<String, Option<String>> = HashMap::new();
+    let mut carriers: HashMap<String, String> = HashMap::new();
+    let mut failure = None;
+    bank::for_each_decision(books, day, |decision| {
+        if failure.is_some() || decision.hold.is_some() {
+            return;
+        }
+        let (Some(credit), Some(bank)) = (&decision.credit, banks.get(&decision.summary.link)) else {
+            return;
+        };
+        if only.is_some_and(|only| only != bank) {
+            return;
+        }
+        let looked_up = (|| -> Result<(u64, Option<String>, String), BackofficeError> {
+            let net = match books.store.transaction(&decision.key)?.map(|e| e.standing) {
+                Some(Standing::Reversed { full: true, .. }) => 0,
+                Some(Standing::Reversed { amount, .. }) => credit.amount.saturating_sub(amount),
+                _ => credit.amount,
+            };
+            let retailer = match credit.processing_code.starts_with("40") {
+                true => None,
+                false => cached(&mut retailers, &decision.summary.location, |id| {
+                    Ok(books.store.location(id)?.map(|l| l.retailer).filter(|r| !r.is_empty()))
+                })?,
+            };
+            let account = decision.account.as_deref().unwrap_or("");
+            let carrier = cached(&mut carriers, account, |number| {
+                Ok(books.store.account(number)?.map(|a| a.carrier).unwrap_or_default())
+            })?;
+            Ok((net, retailer, carrier))
+        })();
+        match looked_up {
+            Ok((net, retailer, carrier)) => {
+                let parties = Parties {
+                    retailer: retailer.is_some(),
+                    bank: true,
+                };
+                each(&Share {
+                    decision,
+                    bank,
+                    carrier: &carrier,
+                    retailer: retailer.as_deref(),
+                    currency: &credit.currency,
+                    gross: credit.amount,
+                    net,
+                    parts: fees::split(net, &config.fees, parties),
+                });
+            }
+            Err(e) => failure = Some(e),
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// `key`'s value from `cache`, else from `load` (and remembered).
+fn cached<T: Clone>(
+    cache: &mut HashMap<String, T>,
+    key: &str,
+    load: impl FnOnce(&str) -> Result<T, BackofficeError>,
+) -> Result<T, BackofficeError> {
+    if let Some(known) = cache.get(key) {
+        return Ok(known.clone());
+    }
+    let value = load(key)?;
+    cache.insert(key.to_owned(), value.clone());
+    Ok(value)
+}
