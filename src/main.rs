@@ -121,6 +121,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Reports: `revenue` of a month, the `audit` trail of a settlement, the `fraud`
+    /// log of a day.
+    Report {
+        #[command(subcommand)]
+        kind: ReportKind,
+    },
     /// What became of a replenishment, by the confirmation number on its receipt.
     Lookup {
         /// The confirmation number (DE62 of the approval, 12 digits).
@@ -261,6 +267,61 @@ enum SimReport {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ReportKind {
+    /// Per group and currency: transactions, gross, reversed, net, each party's share.
+    Revenue {
+        /// The month, YYYY-MM (its closed business days).
+        #[arg(long)]
+        month: String,
+        /// What the rows group by.
+        #[arg(long, value_enum, default_value = "carrier")]
+        by: backoffice::report::By,
+        /// text, csv, json, or html (one self-contained page with SVG charts).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Every transaction of a bank's day with its parts (the audit trail of funds).
+    Audit {
+        /// The business day, YYYY-MM-DD (closed).
+        #[arg(long)]
+        day: String,
+        /// The bank.
+        #[arg(long)]
+        bank: String,
+        /// text or csv (json also works).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The fraud log of a business day grouped by account (masked), location, terminal.
+    Fraud {
+        /// The business day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Config naming the logs; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// How a report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Csv,
+    Json,
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -597,6 +658,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Exceptions { action } => exceptions(action),
         Command::Day { action } => day(action),
         Command::Reconcile { side } => reconcile(side),
+        Command::Report { kind } => report(kind),
         Command::Settle {
             day,
             bank,
@@ -785,6 +847,53 @@ fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+fn report(kind: ReportKind) -> Result<(), Failure> {
+    use backoffice::report;
+    let text = match kind {
+        ReportKind::Revenue {
+            month,
+            by,
+            format,
+            config,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let revenue = report::revenue_of(&config, &month, by)?;
+            match format {
+                Format::Text => report::revenue_text(&revenue),
+                Format::Csv => report::revenue_csv(&revenue),
+                Format::Json => to_json(&revenue)? + "\n",
+                Format::Html => report::revenue_html(&revenue),
+            }
+        }
+        ReportKind::Audit {
+            day,
+            bank,
+            format,
+            config,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let lines = report::audit_of(&config, &bank, &day)?;
+            match format {
+                Format::Csv | Format::Text | Format::Html => report::audit_csv(&lines),
+                Format::Json => to_json(&lines)? + "\n",
+            }
+        }
+        ReportKind::Fraud { day, json, config } => {
+            let config = load_config(config.as_deref())?;
+            let fraud = report::fraud(&config, &day)?;
+            match json {
+                true => to_json(&fraud)? + "\n",
+                false => report::fraud_text(&fraud),
+            }
+        }
+    };
+    // A reader that stops early (`| head`) is not a failure.
+    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The operator named by `--by`, else `$USER`.

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use replenish::backoffice::{days, settle};
+use replenish::backoffice::{days, report, settle};
 use replenish::config::Config;
 use replenish::durable::datadir::DataDir;
 
@@ -120,6 +120,77 @@ async fn the_demo_s_reconciled_day_settles_into_a_valid_pain_001() {
     assert_eq!(before, after, "the same bytes");
     assert_eq!(seq(&config), journaled, "nothing journaled");
     assert_eq!(days::list(&config).expect("days")[0].state, "settled");
+
+    // The month's revenue adds up to its settlements; the audit trail to each party's
+    // share; the HTML page draws a chart per group and needs nothing from elsewhere.
+    let revenue = report::revenue_of(&config, &day[..7], report::By::Bank).expect("revenue");
+    assert_eq!(revenue.totals.len(), 1);
+    let total = &revenue.totals[0];
+    assert_eq!(
+        total.net, settlement.total,
+        "revenue net = the month's settlements"
+    );
+    assert_eq!(total.gross - total.reversed, total.net);
+    let share = |name: &str| {
+        settlement
+            .parties
+            .iter()
+            .filter(|p| p.party.starts_with(name))
+            .map(|p| p.amount)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (total.provider, total.retailer, total.bank, total.carrier),
+        (
+            share("provider"),
+            share("retailer:"),
+            share("bank:"),
+            share("carrier:")
+        )
+    );
+    let by_carrier = report::revenue_of(&config, &day[..7], report::By::Carrier).expect("revenue");
+    let html = report::revenue_html(&by_carrier);
+    assert_eq!(
+        html.matches("<svg").count(),
+        by_carrier.rows.len(),
+        "one chart per group"
+    );
+    assert!(
+        !html.contains("src=") && !html.contains("href="),
+        "self-contained"
+    );
+    let audit = report::audit_of(&config, "acquirer", &day).expect("audit");
+    for party in &settlement.parties {
+        let traced: u64 = audit
+            .iter()
+            .flat_map(|line| &line.parties)
+            .filter(|(name, _)| *name == party.party)
+            .map(|(_, amount)| amount)
+            .sum();
+        assert_eq!(
+            traced, party.amount,
+            "{} traced to its transactions",
+            party.party
+        );
+    }
+    assert!(
+        audit.iter().all(|line| line.account.contains("******")),
+        "accounts masked"
+    );
+
+    // The day's fraud log (the demo's unauthorized location) grouped three ways.
+    let fraud = report::fraud(&config, &day).expect("fraud");
+    let unauthorized = summary.codes.get("58").copied().unwrap_or(0) as u64;
+    assert_eq!(fraud.entries, unauthorized, "{fraud:?}");
+    assert_eq!(fraud.locations[0].name, "LOC000000009999");
+    assert_eq!(
+        fraud.accounts.iter().map(|g| g.count).sum::<u64>(),
+        unauthorized
+    );
+    assert!(
+        fraud.accounts.iter().all(|g| g.name.contains("******")),
+        "accounts masked"
+    );
 
     // The open day is refused, saying why; so is an unknown bank.
     let open = days::list(&config)

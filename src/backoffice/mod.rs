@@ -9,6 +9,7 @@
 
 pub mod days;
 pub mod reconcile;
+pub mod report;
 pub mod settle;
 pub mod shares;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::http::StatusCode;
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::durable::datadir::{DataDir, DataError};
@@ -79,6 +81,56 @@ pub fn with_data<T>(
     }
 }
 
+/// Runs `offline` on the books of the data directory (journaling through it), or
+/// `remote` through the running switch that holds it.
+pub fn with_books<T>(
+    config: &Config,
+    offline: impl FnOnce(&reconcile::Books<'_>) -> Result<T, BackofficeError>,
+    remote: impl FnOnce(&Endpoint) -> Result<T, BackofficeError>,
+) -> Result<T, BackofficeError> {
+    with_data(
+        config,
+        |data| {
+            let commit = |records: &[crate::durable::record::Record]| Ok(data.commit(records)?);
+            let key = data.confirmation_key()?;
+            let numbers = crate::vocab::confirmation::ConfirmationNumbers::new(&key);
+            let books = reconcile::Books {
+                store: &data.store,
+                journal_dir: data.path.join("journal"),
+                commit: &commit,
+                numbers: &numbers,
+            };
+            offline(&books)
+        },
+        remote,
+    )
+}
+
+/// Runs `work` on the running switch's books (journaling through its decider), on a
+/// blocking thread, and answers with its JSON or its error.
+pub(crate) async fn on_switch_books<T: Serialize + Send + 'static>(
+    shared: Shared,
+    work: impl FnOnce(&reconcile::Books<'_>, &Config) -> Result<T, BackofficeError> + Send + 'static,
+) -> Result<Json<T>, (StatusCode, Json<Refusal>)> {
+    let blocking = move || {
+        let decider = &shared.decider;
+        let commit =
+            |records: &[crate::durable::record::Record]| Ok(decider.journal_records(records)?);
+        let books = reconcile::Books {
+            store: decider.store(),
+            journal_dir: shared.config.data_dir.join("journal"),
+            commit: &commit,
+            numbers: decider.numbers(),
+        };
+        work(&books, &shared.config)
+    };
+    match tokio::task::spawn_blocking(blocking).await {
+        Ok(Ok(value)) => Ok(Json(value)),
+        Ok(Err(e)) => Err(answer_error(e)),
+        Err(e) => Err(answer_error(BackofficeError::Remote(e.to_string()))),
+    }
+}
+
 /// What the back office's routes share: the decider and the config.
 #[derive(Clone)]
 pub struct Shared {
@@ -92,7 +144,8 @@ pub struct Shared {
 pub fn routes(decider: Arc<Decider>, config: Arc<Config>) -> axum::Router {
     (days::routes()
         .merge(reconcile::routes())
-        .merge(settle::routes()))
+        .merge(settle::routes())
+        .merge(report::routes()))
     .with_state(Shared { decider, config })
 }
 

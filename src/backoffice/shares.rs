@@ -52,7 +52,8 @@ pub fn each_share(
         if failure.is_some() || decision.hold.is_some() {
             return;
         }
-        let (Some(credit), Some(bank)) = (&decision.credit, banks.get(&decision.summary.link)) else {
+        let (Some(credit), Some(bank)) = (&decision.credit, banks.get(&decision.summary.link))
+        else {
             return;
         };
         if only.is_some_and(|only| only != bank) {
@@ -67,12 +68,20 @@ pub fn each_share(
             let retailer = match credit.processing_code.starts_with("40") {
                 true => None,
                 false => cached(&mut retailers, &decision.summary.location, |id| {
-                    Ok(books.store.location(id)?.map(|l| l.retailer).filter(|r| !r.is_empty()))
+                    Ok(books
+                        .store
+                        .location(id)?
+                        .map(|l| l.retailer)
+                        .filter(|r| !r.is_empty()))
                 })?,
             };
             let account = decision.account.as_deref().unwrap_or("");
             let carrier = cached(&mut carriers, account, |number| {
-                Ok(books.store.account(number)?.map(|a| a.carrier).unwrap_or_default())
+                Ok(books
+                    .store
+                    .account(number)?
+                    .map(|a| a.carrier)
+                    .unwrap_or_default())
             })?;
             Ok((net, retailer, carrier))
         })();

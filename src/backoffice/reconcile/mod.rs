@@ -19,7 +19,6 @@ use super::BackofficeError;
 use crate::config::Config;
 use crate::durable::record::{Break, Reconciliation, Record, Side};
 use crate::durable::store::{ClosedDay, Store};
-use crate::vocab::confirmation::ConfirmationNumbers;
 
 /// What a reconciliation reads and writes: the indexes, the journal's segments and a
 /// way to journal records (the data directory's, or the running switch's).
@@ -431,19 +430,11 @@ pub fn reconcile_file(
     if let Party::Bank(bank) = party {
         find_bank(config, bank)?;
     }
-    super::with_data(
+    super::with_books(
         config,
-        |data| {
-            let commit = |records: &[Record]| Ok(data.commit(records)?);
-            let numbers = ConfirmationNumbers::new(&data.confirmation_key()?);
-            let books = Books {
-                store: &data.store,
-                journal_dir: data.path.join("journal"),
-                commit: &commit,
-                numbers: &numbers,
-            };
-            let report = party.reconcile(&books, config, path, day)?;
-            deliver_now(&books, config);
+        |books| {
+            let report = party.reconcile(books, config, path, day)?;
+            deliver_now(books, config);
             Ok(report)
         },
         |endpoint| {
@@ -482,7 +473,7 @@ pub(super) fn routes() -> axum::Router<super::Shared> {
 
 async fn http_reconcile(
     axum::extract::State(shared): axum::extract::State<super::Shared>,
-    axum::extract::Path((side, name, day)): axum::extract::Path<(String, String, String)>,
+    axum::extract::Path((side, name_of_party, day)): axum::extract::Path<(String, String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<
@@ -492,10 +483,14 @@ async fn http_reconcile(
         axum::Json<crate::operate::operator::Refusal>,
     ),
 > {
-    let work = move || -> Result<Report, BackofficeError> {
+    let name = (headers.get(crate::operate::operator::FILE_NAME))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("upload")
+        .to_owned();
+    super::on_switch_books(shared, move |books, config| {
         let party = match side.as_str() {
-            "bank" => Party::Bank(&name),
-            "engine" => Party::Engine(&name),
+            "bank" => Party::Bank(&name_of_party),
+            "engine" => Party::Engine(&name_of_party),
             other => {
                 return Err(BackofficeError::Input(format!(
                     "{other:?} is not bank or engine"
@@ -507,27 +502,11 @@ async fn http_reconcile(
             .map_err(|e| BackofficeError::Remote(format!("temporary file: {e}")))?;
         std::io::Write::write_all(&mut temporary, &body)
             .map_err(|e| BackofficeError::Remote(format!("temporary file: {e}")))?;
-        let decider = &shared.decider;
-        let commit = |records: &[Record]| Ok(decider.journal_records(records)?);
-        let books = Books {
-            store: decider.store(),
-            journal_dir: shared.config.data_dir.join("journal"),
-            commit: &commit,
-            numbers: decider.numbers(),
-        };
-        let name = (headers.get(crate::operate::operator::FILE_NAME))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("upload")
-            .to_owned();
         party
-            .reconcile(&books, &shared.config, temporary.path(), &day)
+            .reconcile(books, config, temporary.path(), &day)
             .map_err(|e| rename_file(e, temporary.path(), &name))
-    };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(report)) => Ok(axum::Json(report)),
-        Ok(Err(e)) => Err(super::answer_error(e)),
-        Err(e) => Err(super::answer_error(BackofficeError::Remote(e.to_string()))),
-    }
+    })
+    .await
 }
 
 /// An error naming the uploaded file by what the operator sent, not the temporary path.

@@ -208,23 +208,11 @@ pub fn settle(
     day: &str,
     out: &Path,
 ) -> Result<Written, BackofficeError> {
-    let settled = super::with_data(
+    let route = format!("/settlements/{bank}/{day}");
+    let settled = super::with_books(
         config,
-        |data| {
-            let commit = |records: &[Record]| Ok(data.commit(records)?);
-            let numbers =
-                crate::vocab::confirmation::ConfirmationNumbers::new(&data.confirmation_key()?);
-            let books = Books {
-                store: &data.store,
-                journal_dir: data.path.join("journal"),
-                commit: &commit,
-                numbers: &numbers,
-            };
-            settled_on(&books, config, bank, day)
-        },
-        |endpoint| {
-            Ok(endpoint.call::<(), _>("POST", &format!("/settlements/{bank}/{day}"), None)?)
-        },
+        |books| settled_on(books, config, bank, day),
+        |endpoint| Ok(endpoint.call::<(), _>("POST", &route, None)?),
     )?;
     let files = write(out, &settled, config, &debtor(config, &settled.bank)?)?;
     Ok(Written { settled, files })
@@ -248,20 +236,8 @@ async fn http_settle(
         axum::Json<crate::operate::operator::Refusal>,
     ),
 > {
-    let work = move || {
-        let decider = &shared.decider;
-        let commit = |records: &[Record]| Ok(decider.journal_records(records)?);
-        let books = Books {
-            store: decider.store(),
-            journal_dir: shared.config.data_dir.join("journal"),
-            commit: &commit,
-            numbers: decider.numbers(),
-        };
-        settled_on(&books, &shared.config, &bank, &day)
-    };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(settled)) => Ok(axum::Json(settled)),
-        Ok(Err(e)) => Err(super::answer_error(e)),
-        Err(e) => Err(super::answer_error(BackofficeError::Remote(e.to_string()))),
-    }
+    super::on_switch_books(shared, move |books, config| {
+        settled_on(books, config, &bank, &day)
+    })
+    .await
 }
