@@ -238,3 +238,71 @@ fn a_day_with_open_breaks_is_not_settled() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_in_two_currencies_settles_one_file_pair_per_currency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = settlement_config(dir.path());
+    config.limits.currencies = vec!["840".into(), "978".into()];
+    support::import_samples(&config);
+    let switch = support::Switch::start(config.clone()).await;
+    let mut client = support::Client::connect(switch.addr).await;
+    let mut lines = Vec::new();
+    for (stan, currency) in [(1u32, "840"), (2, "978"), (3, "978")] {
+        let mut request = support::request(stan, 1000 * u64::from(stan), support::ACTIVE);
+        request.set(49, currency);
+        let answer = client.exchange(&request).await;
+        assert_eq!(answer.text(39), Some("00"), "{currency}");
+        let field = |n: u8| request.text(n).unwrap_or("").to_owned();
+        lines.push(format!(
+            "{{day}},0200,{},{},{},{},{},{},{},{},{currency},00,{}",
+            field(3),
+            field(32),
+            field(41),
+            field(11),
+            field(7),
+            field(37),
+            field(2),
+            1000 * u64::from(stan),
+            answer.text(62).unwrap_or("")
+        ));
+    }
+    let config = switch.stop().await;
+    let day = days::close(&config, "tester").expect("close").closed;
+    let file = dir.path().join("bank.csv");
+    let body: Vec<String> = lines.iter().map(|l| l.replace("{day}", &day)).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "business_day,mti,processing_code,acquirer_id,terminal,stan,transmission,rrn,account,amount,currency,response_code,confirmation\n{}\n",
+            body.join("\n")
+        ),
+    )
+    .expect("file");
+    let report = replenish::backoffice::reconcile::reconcile_file(
+        &config,
+        &file,
+        replenish::backoffice::reconcile::Party::Bank("acquirer"),
+        &day,
+    )
+    .expect("reconcile");
+    assert!(!report.has_breaks(), "{:?}", report.breaks);
+    let out = dir.path().join("out");
+    let written = settle::settle(&config, "acquirer", &day, &out).expect("settle");
+    let totals: Vec<(String, u64)> = written
+        .settled
+        .settlements
+        .iter()
+        .map(|s| (s.currency.clone(), s.total))
+        .collect();
+    assert_eq!(totals, [("840".to_owned(), 1000), ("978".to_owned(), 5000)]);
+    for (currency, letters) in [("840", "USD"), ("978", "EUR")] {
+        let xml = out.join(format!("acquirer-{day}-{currency}.pain.001.xml"));
+        let text = std::fs::read_to_string(&xml).expect("a file per currency");
+        assert!(text.contains(&format!("Ccy=\"{letters}\"")), "{text}");
+        assert!(out.join(format!("acquirer-{day}-{currency}.json")).exists());
+        if let Some(errors) = xsd_errors(&xml) {
+            panic!("{} is not valid pain.001.001.09:\n{errors}", xml.display());
+        }
+    }
+}
