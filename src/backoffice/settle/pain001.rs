@@ -31,8 +31,14 @@ pub fn document(
         .ok_or_else(|| format!("currency {number} is not ISO 4217"))?;
     let exponent = u32::from(currency.exponent().unwrap_or(0));
     let amount = |minor: u64| decimal(minor, exponent);
-    let paid: Vec<_> = settlement.parties.iter().filter(|p| p.amount > 0).collect();
-    let sum: u64 = paid.iter().map(|p| p.amount).sum();
+    let mut paid = Vec::new();
+    for share in settlement.parties.iter().filter(|p| p.amount > 0) {
+        let payee = config
+            .payee_of(&share.party)
+            .ok_or_else(|| format!("{} has no [[payee]]", share.party))?;
+        paid.push((share, payee));
+    }
+    let sum: u64 = paid.iter().map(|(share, _)| share.amount).sum();
     let created = chrono::DateTime::from_timestamp_millis(at_ms)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S")
@@ -75,10 +81,7 @@ pub fn document(
                             &debtor.account,
                             debtor.bic.as_deref(),
                         )?;
-                        for share in &paid {
-                            let Some(payee) = config.payee_of(&share.party) else {
-                                continue;
-                            };
+                        for (share, payee) in &paid {
                             w.create_element("CdtTrfTxInf").write_inner_content(|w| {
                                 w.create_element("PmtId").write_inner_content(|w| {
                                     let id = max35(&format!("{}-{}", settlement.day, share.party));
