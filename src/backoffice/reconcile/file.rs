@@ -157,6 +157,13 @@ impl Layout {
                 ));
             }
         }
+        for (field, span) in &layout.fields {
+            if span.start == 0 || span.length == 0 {
+                return Err(format!(
+                    "{name}: fields.{field}: start counts from 1, length at least 1"
+                ));
+            }
+        }
         if layout.format == Format::Fixed {
             for field in FIELDS.iter().filter(|f| **f != "confirmation") {
                 let span = layout.fields.get(*field);
