@@ -77,6 +77,82 @@ pub struct Config {
     /// Where each party's money goes (`[[payee]]`).
     #[serde(default)]
     pub payee: Vec<PayeeConfig>,
+    /// The operators' console (`[console]`, BACKOFFICE.md §4). Default: on
+    /// `127.0.0.1:8080`.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// The operators' console (`[console]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `false` serves no console. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Address of the pages and the `/api/v1` routes. Default `127.0.0.1:8080`.
+    #[serde(default = "default_console_listen")]
+    pub listen: SocketAddr,
+    /// HTTPS (and `Secure` cookies); plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<ConsoleTls>,
+    /// A session unused for this long ends. Default `15m`.
+    #[serde(default = "default_console_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, used or not. Default `8h`.
+    #[serde(default = "default_console_absolute", with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    /// After 5 failed sign-ins in a row a user is refused (`429`) for this long, even
+    /// with the right password. Default `15m`.
+    #[serde(default = "default_console_lockout", with = "humantime_serde")]
+    pub lockout: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            enabled: true,
+            listen: default_console_listen(),
+            tls: None,
+            idle_timeout: default_console_idle(),
+            absolute_timeout: default_console_absolute(),
+            lockout: default_console_lockout(),
+        }
+    }
+}
+
+/// The console's certificate; with `client_ca`, operators' browsers must present a
+/// certificate issued by it too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTls {
+    /// The certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// A CA (PEM) whose client certificates are required. Default: none asked for.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_console_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_console_idle() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_console_absolute() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+fn default_console_lockout() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 /// A party's account for settlement (`[[payee]]`).

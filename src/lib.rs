@@ -22,6 +22,7 @@
 pub mod acquirer;
 pub mod backoffice;
 pub mod config;
+pub mod console;
 pub mod durable;
 pub mod engine;
 pub mod logging;

@@ -29,6 +29,7 @@ use replenish::tools::load::{self, LoadPlan, LoadReport, Pace};
 use replenish::tools::simulator::{self, Faults, SimConfig, SimError};
 use replenish::tools::{capture, replay};
 use replenish::vocab::accounts::{AccountStatus, parse_accounts};
+use replenish::vocab::people::Role;
 use replenish::wire::framing::{FrameCodec, LengthHeader};
 use replenish::wire::iso8583::Spec;
 use replenish::{logging, server};
@@ -94,6 +95,16 @@ enum Command {
     Exceptions {
         #[command(subcommand)]
         action: ExceptionsAction,
+    },
+    /// Console users: `add`, `list`, `disable` (BACKOFFICE.md §4).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Machine clients with a bearer token (an IVR, a channel gateway): `add`.
+    Clients {
+        #[command(subcommand)]
+        action: ClientsAction,
     },
     /// Business days: `close` the open one now, `list` them with their states.
     Day {
@@ -361,6 +372,62 @@ struct ReconcileRun {
     /// Config naming the data directory; without it, the embedded default.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a console user; the password is read from standard input.
+    Add {
+        /// Sign-in name.
+        name: String,
+        /// admin, supervisor, csr, bank or auditor.
+        #[arg(long)]
+        role: String,
+        /// A csr's carrier (repeat for several).
+        #[arg(long = "carrier")]
+        carriers: Vec<String>,
+        /// A bank user's bank.
+        #[arg(long)]
+        bank: Option<String>,
+        /// Read the password from standard input (the only way: never an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the users (never their password hashes).
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Disable a user: they cannot sign in, and their sessions end.
+    Disable {
+        /// The user.
+        name: String,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// Add a machine client; prints its bearer token once (only its hash is kept).
+    Add {
+        /// Its name.
+        name: String,
+        /// activation or channels.
+        #[arg(long)]
+        scope: String,
+        /// Config naming the data directory; without it, the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -657,6 +724,8 @@ fn run(command: Command) -> Result<(), Failure> {
         } => import(Table::Locations, file, config),
         Command::Exceptions { action } => exceptions(action),
         Command::Day { action } => day(action),
+        Command::Users { action } => users(action),
+        Command::Clients { action } => clients(action),
         Command::Reconcile { side } => reconcile(side),
         Command::Report { kind } => report(kind),
         Command::Settle {
@@ -792,6 +861,94 @@ fn import(table: Table, file: PathBuf, config: Option<PathBuf>) -> Result<(), Fa
     }
 }
 
+fn users(action: UsersAction) -> Result<(), Failure> {
+    use replenish::console::users;
+    match action {
+        UsersAction::Add {
+            name,
+            role,
+            carriers,
+            bank,
+            password_stdin: _,
+            config,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                Failure::Input(format!(
+                    "--role {role}: one of admin, supervisor, csr, bank, auditor"
+                ))
+            })?;
+            let mut password = String::new();
+            io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let new = users::NewUser {
+                name,
+                role,
+                carriers,
+                bank,
+                password,
+            };
+            let added = users::add_user(&config, new, &cli_user())?;
+            println!("user {} added ({})", added.name, added.role.as_str());
+        }
+        UsersAction::List { json, config } => {
+            let config = load_config(config.as_deref())?;
+            let listed = users::list_users(&config)?;
+            if json {
+                println!("{}", to_json(&listed)?);
+            } else {
+                for user in listed {
+                    let scope = match (&user.bank, user.carriers.is_empty()) {
+                        (Some(bank), _) => format!("bank {bank}"),
+                        (None, false) => format!("carriers {}", user.carriers.join(",")),
+                        (None, true) => "everything".to_owned(),
+                    };
+                    let state = if user.disabled { "disabled" } else { "enabled" };
+                    println!(
+                        "{:<20} {:<11} {:<9} {scope}",
+                        user.name,
+                        user.role.as_str(),
+                        state
+                    );
+                }
+            }
+        }
+        UsersAction::Disable { name, config } => {
+            let config = load_config(config.as_deref())?;
+            users::disable_user(&config, &name, &cli_user())?;
+            println!("user {name} disabled");
+        }
+    }
+    Ok(())
+}
+
+fn clients(action: ClientsAction) -> Result<(), Failure> {
+    use replenish::console::users;
+    use replenish::vocab::people::ClientScope;
+    let ClientsAction::Add {
+        name,
+        scope,
+        config,
+    } = action;
+    let config = load_config(config.as_deref())?;
+    let scope = match scope.as_str() {
+        "activation" => ClientScope::Activation,
+        "channels" => ClientScope::Channels,
+        other => {
+            return Err(Failure::Input(format!(
+                "--scope {other}: activation or channels"
+            )));
+        }
+    };
+    let made = users::add_client(&config, users::NewClient { name, scope }, &cli_user())?;
+    println!(
+        "client {} added; its token (shown once, kept only as a hash):",
+        made.name
+    );
+    println!("{}", made.token);
+    Ok(())
+}
+
 fn day(action: DayAction) -> Result<(), Failure> {
     match action {
         DayAction::Close { by, config } => {
@@ -901,6 +1058,14 @@ fn operator_name(by: Option<String>) -> Result<String, Failure> {
     by.or_else(|| std::env::var("USER").ok())
         .filter(|b| !b.trim().is_empty())
         .ok_or_else(|| Failure::Input("--by NAME is required ($USER is not set)".into()))
+}
+
+/// Who runs a command, for the audit trail: $USER, else `cli`.
+fn cli_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}"))
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {

@@ -53,6 +53,9 @@ pub enum ServeError {
     /// An engine could not start.
     #[error("{0}")]
     Engine(#[from] engine::EngineError),
+    /// The console could not start (its templates or key).
+    #[error("console: {0}")]
+    Console(String),
     /// A decision could not be made durable; the switch stopped without answering it.
     #[error("stopped: the journal failed")]
     Fatal,
@@ -94,7 +97,13 @@ pub async fn run_reporting(
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();
-        let backoffice = crate::backoffice::routes(decider.clone(), Arc::new(config.clone()));
+        let shared = crate::backoffice::Shared {
+            decider: decider.clone(),
+            config: Arc::new(config.clone()),
+        };
+        let backoffice = (crate::backoffice::unbound_routes())
+            .merge(crate::console::users::routes())
+            .with_state(shared);
         tokio::spawn(async move {
             let served = crate::operate::http::serve(
                 addr,
@@ -108,6 +117,11 @@ pub async fn run_reporting(
                 warn!("metrics endpoint {addr}: {e}");
             }
         });
+    }
+    if config.console.enabled {
+        let console = crate::console::Console::new(decider.clone(), Arc::new(config.clone()))
+            .map_err(ServeError::Console)?;
+        tokio::spawn(crate::console::serve(console, forwarding.clone()));
     }
     tokio::spawn(housekeeping(decider.clone(), forwarding.clone()));
     let fatal = CancellationToken::new();

@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "operate",
     "notify",
     "backoffice",
+    "console",
     "server",
     "tools",
 ];

@@ -142,11 +142,15 @@ pub struct Shared {
 
 /// The back office's HTTP routes for the running switch's endpoint.
 pub fn routes(decider: Arc<Decider>, config: Arc<Config>) -> axum::Router {
-    (days::routes()
+    unbound_routes().with_state(Shared { decider, config })
+}
+
+/// The back office's routes before their state is given (rooms above add theirs).
+pub fn unbound_routes() -> axum::Router<Shared> {
+    days::routes()
         .merge(reconcile::routes())
         .merge(settle::routes())
-        .merge(report::routes()))
-    .with_state(Shared { decider, config })
+        .merge(report::routes())
 }
 
 /// A failed route's answer: refusals and bad input as `{"error"}` with 409 or 422,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::vocab::accounts::{Account, Location};
 use crate::vocab::codes::{Decline, ResponseCode};
 use crate::vocab::key::TransactionKey;
+use crate::vocab::people::{self, Audit, Client, User};
 
 /// One journal record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,27 @@ pub enum Record {
     NotificationAttempt(NotificationAttempt),
     /// A bank's business day settled: each currency's split by party.
     Settled(Box<SettledDay>),
+    /// A console user added or changed (`users add`, `users disable`).
+    UserSaved(Box<Saved<User>>),
+    /// A machine client added or changed (`clients add`).
+    ClientSaved(Box<Saved<Client>>),
+    /// An account activated, its MIN assigned, blocked or unblocked from the console.
+    AccountChanged(Box<Saved<Account>>),
+    /// A four-eyes request made, approved or rejected: the approval as it stands now
+    /// (a new request's id is 0 here: its journal position is its id).
+    ApprovalSaved(Box<Saved<people::Approval>>),
+    /// Something done on the console that changes no state (a sign-in, a refusal).
+    Audited(Box<Audit>),
+}
+
+/// A console change: the item as it stands after it, and the audit entry saying who
+/// made it (journaled together, so the trail never misses a change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved<T> {
+    /// The item after the change.
+    pub item: T,
+    /// Who, when, what.
+    pub audit: Audit,
 }
 
 /// A bank's day settled (BACKOFFICE.md §3).

@@ -208,7 +208,8 @@ fn break_state(store: &Store, side: Side, reference: &str) -> Result<Option<Stri
     }))
 }
 
-fn standing(entry: &TransactionEntry) -> String {
+/// What happened to a transaction since its decision, in words.
+pub fn standing(entry: &TransactionEntry) -> String {
     match entry.standing {
         Standing::Open if entry.expires_ms.is_some() => match entry.held() {
             Some(amount) => format!("authorized: {amount} held until its completion"),

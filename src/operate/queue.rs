@@ -84,7 +84,8 @@ impl Shown {
         }
     }
 
-    fn of_break(item: &BreakItem) -> Shown {
+    /// A reconciliation break as the queue shows it.
+    pub fn of_break(item: &BreakItem) -> Shown {
         let found = &item.found;
         let side = found.theirs.as_ref().or(found.ours.as_ref());
         let text = |name: &str| {
@@ -119,7 +120,7 @@ impl Shown {
     }
 
     /// Every item: the advices, then the breaks, each oldest first.
-    fn all(store: &Store) -> Result<Vec<Shown>, StoreError> {
+    pub fn all(store: &Store) -> Result<Vec<Shown>, StoreError> {
         let mut shown: Vec<Shown> = store.queue()?.iter().map(Shown::of).collect();
         shown.extend(store.breaks()?.iter().map(Shown::of_break));
         Ok(shown)

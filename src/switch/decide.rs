@@ -276,7 +276,17 @@ impl Decider {
         &self.journal
     }
 
-    /// The indexes the decider reads.
+    /// The rules requests are checked against.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The engine serving `carrier`, if any.
+    pub fn engine_for(&self, carrier: &str) -> Option<&str> {
+        self.routes.engine_for(carrier)
+    }
+
+    /// The indexes.
     pub fn store(&self) -> &Store {
         &self.store
     }

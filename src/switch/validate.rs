@@ -131,7 +131,8 @@ fn amount(text: &str, rules: &Rules) -> Result<u64, Decline> {
     Ok(value)
 }
 
-fn in_ranges(account: &str, ranges: &[(String, String)]) -> bool {
+/// Whether `account` lies in one of `ranges` (every account does when there are none).
+pub fn in_ranges(account: &str, ranges: &[(String, String)]) -> bool {
     ranges.is_empty()
         || ranges.iter().any(|(from, to)| {
             account.len() == from.len() && from.as_str() <= account && account <= to.as_str()

@@ -7,8 +7,10 @@
 //! exactly once and the indexes can always be rebuilt from the journal.
 
 mod books;
+mod people;
 
 pub use books::{BreakItem, ClosedDay, NotificationItem, OpenDay};
+pub use people::HistoryLine;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -518,8 +520,28 @@ impl<'a> BatchBuilder<'a> {
             }
             Record::AccountsImported { accounts } => {
                 for account in accounts {
-                    self.put("a/", &account.number, account);
+                    self.account_saved(account)?;
                 }
+                Ok(())
+            }
+            Record::AccountChanged(saved) => {
+                self.audited(seq, &saved.audit);
+                self.account_saved(&saved.item)
+            }
+            Record::UserSaved(saved) => {
+                self.user_saved(saved, seq);
+                Ok(())
+            }
+            Record::ClientSaved(saved) => {
+                self.client_saved(saved, seq);
+                Ok(())
+            }
+            Record::ApprovalSaved(saved) => {
+                self.approval_saved(saved, seq);
+                Ok(())
+            }
+            Record::Audited(audit) => {
+                self.audited(seq, audit);
                 Ok(())
             }
             Record::LocationsImported { locations } => {
@@ -555,6 +577,7 @@ impl<'a> BatchBuilder<'a> {
     fn decided(&mut self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
         let entry = TransactionEntry::of(seq, decision);
         self.put("t/", &decision.key.0, &entry);
+        self.account_history(seq, decision);
         if let Some(touched) = &decision.touches {
             self.touch(touched)?;
         }
