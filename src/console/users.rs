@@ -78,11 +78,9 @@ pub fn add_user(config: &Config, new: NewUser, by: &str) -> Result<Listed, Backo
 
 /// Every user.
 pub fn list_users(config: &Config) -> Result<Vec<Listed>, BackofficeError> {
-    with_books(
-        config,
-        listed,
-        |endpoint| Ok(endpoint.call::<(), _>("GET", "/users", None)?),
-    )
+    with_books(config, listed, |endpoint| {
+        Ok(endpoint.call::<(), _>("GET", "/users", None)?)
+    })
 }
 
 /// Disables a user: they cannot sign in and their sessions end.
