@@ -52,6 +52,8 @@ impl Card {
 /// One line of an account's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
+    /// `replenishment`, `authorization`, `advice`, `reversal` or `adjustment`.
+    pub kind: &'static str,
     /// The approval's confirmation number (none when declined).
     pub confirmation: Option<String>,
     /// Minor units asked.
@@ -98,6 +100,7 @@ pub fn view(console: &Console, principal: &Principal, number: &str) -> Result<Vi
             continue;
         };
         history.push(Line {
+            kind: kind(&line.link, &entry.mti),
             confirmation: entry.confirmation.clone(),
             amount: line.amount,
             code: entry.code.as_str().to_owned(),
@@ -110,6 +113,19 @@ pub fn view(console: &Console, principal: &Principal, number: &str) -> Result<Vi
         card: Card::of(&account),
         history,
     })
+}
+
+/// What a decision in an account's history was.
+fn kind(link: &str, mti: &str) -> &'static str {
+    if link == super::approvals::CONSOLE_LINK {
+        return "adjustment";
+    }
+    match mti.get(..3) {
+        Some("010") => "authorization",
+        Some("012" | "022") => "advice",
+        Some("040" | "042") => "reversal",
+        _ => "replenishment",
+    }
 }
 
 /// The transaction approved with `confirmation`, if `principal` may see it.

@@ -2,6 +2,7 @@
 //! directory and the sample accounts and locations, and a framed ISO 8583 client.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod engine;
 pub mod python;
 
