@@ -174,6 +174,9 @@ enum Command {
         /// scratch directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Afterwards, serve the demo's data (the console included) until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Send one message to a switch and print the response, decoded (PAN masked).
     Send {
@@ -755,7 +758,11 @@ fn run(command: Command) -> Result<(), Failure> {
             engine,
             pacing,
         } => bench(accounts, engine, pacing),
-        Command::Demo { requests, data_dir } => demo(requests, data_dir),
+        Command::Demo {
+            requests,
+            data_dir,
+            serve,
+        } => demo(requests, data_dir, serve),
         Command::Status { metrics } => {
             let status =
                 replenish::operate::metrics::fetch_status(metrics).map_err(Failure::Other)?;
@@ -1189,16 +1196,27 @@ fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
     Ok(())
 }
 
-fn demo(requests: usize, data_dir: Option<PathBuf>) -> Result<(), Failure> {
+fn demo(requests: usize, data_dir: Option<PathBuf>, serve: bool) -> Result<(), Failure> {
+    use replenish::tools::demo;
     logging::init("warn");
-    let summary = runtime()?
-        .block_on(replenish::tools::demo::run(requests, data_dir))
+    let runtime = runtime()?;
+    let summary = runtime
+        .block_on(demo::run(requests, data_dir))
         .map_err(|e| Failure::Other(e.to_string()))?;
     println!("{summary}");
     if summary.credited_twice > 0 || summary.credited < summary.approved.len() {
         return Err(Failure::Other(
             "the engine ledger does not match the approvals".into(),
         ));
+    }
+    if serve {
+        println!(
+            "serving the demo's data: console on http://{}/ until Ctrl-C",
+            summary.config.console.listen
+        );
+        runtime
+            .block_on(demo::serve(&summary))
+            .map_err(|e| Failure::Other(e.to_string()))?;
     }
     Ok(())
 }

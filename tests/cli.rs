@@ -154,6 +154,19 @@ fn the_demo_credits_every_approval_once() {
     assert!(shown.contains("since        as decided"), "{shown}");
     let output = replenish(&["lookup", "12345", "--config", "lookup.toml"], dir.path());
     assert_eq!(output.status.code(), Some(2), "{output:?}");
+
+    // The demo made two console users and said how to sign in.
+    let console = (stdout.lines())
+        .find(|l| l.starts_with("console: http://127.0.0.1:8080/"))
+        .unwrap_or_else(|| panic!("the console line: {stdout}"));
+    assert!(console.contains("demo-csr") && console.contains("demo-supervisor"));
+    let output = replenish(&["users", "list", "--config", "lookup.toml"], dir.path());
+    let users = text(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        users.contains("demo-csr") && users.contains("demo-supervisor"),
+        "{users}"
+    );
 }
 
 #[test]

@@ -59,6 +59,55 @@ pub struct Summary {
     /// The back office's lines: the day's reconciliations (the bank's file, the
     /// engine's report) and its settlement (files and each party's share).
     pub reconciliations: Vec<String>,
+    /// Where the console was, and the users the demo made for it.
+    pub console: String,
+    /// The config the switch ran on (its data directory), for `demo --serve`.
+    pub config: Config,
+    /// The scratch data directory, removed when the summary is dropped.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Runs the switch again on the demo's data (console included) until Ctrl-C: what
+/// `demo --serve` does after its summary.
+pub async fn serve(summary: &Summary) -> Result<(), DemoError> {
+    let stop = CancellationToken::new();
+    let switch = tokio::spawn(crate::server::run(summary.config.clone(), stop.clone()));
+    tokio::signal::ctrl_c().await.map_err(fail)?;
+    stop.cancel();
+    switch.await.map_err(fail)?.map_err(fail)
+}
+
+/// The console users the demo makes: a csr of every sample carrier and a supervisor
+/// who approves what the csr asks (four eyes), with one fresh password.
+fn console_users(accounts: &[Account]) -> Result<(Vec<Record>, String), DemoError> {
+    use crate::console::{secrets, users};
+    use crate::durable::record::Saved;
+    use crate::vocab::people::{Role, User};
+    let password = secrets::token().map_err(fail)?[..16].to_owned();
+    let hash = secrets::hash_password(&password).map_err(fail)?;
+    let mut carriers: Vec<String> = accounts.iter().map(|a| a.carrier.clone()).collect();
+    carriers.sort();
+    carriers.dedup();
+    let people = [
+        ("demo-csr", Role::Csr, carriers),
+        ("demo-supervisor", Role::Supervisor, Vec::new()),
+    ];
+    let records = people
+        .into_iter()
+        .map(|(name, role, carriers)| {
+            let user = User {
+                name: name.to_owned(),
+                role,
+                carriers,
+                bank: None,
+                password_hash: hash.clone(),
+                disabled: false,
+            };
+            let audit = users::audit("demo", "user.add", name, "ok");
+            Record::UserSaved(Box::new(Saved { item: user, audit }))
+        })
+        .collect();
+    Ok((records, password))
 }
 
 /// Why the demo stopped.
@@ -93,12 +142,19 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         accounts::parse_accounts(SAMPLE_ACCOUNTS.as_bytes()).map_err(|e| fail(format!("{e:?}")))?;
     let locations = accounts::parse_locations(SAMPLE_LOCATIONS.as_bytes())
         .map_err(|e| fail(format!("{e:?}")))?;
-    let records = vec![
+    let (people, password) = console_users(&accounts)?;
+    let mut records = vec![
         Record::AccountsImported {
             accounts: accounts.clone(),
         },
         Record::LocationsImported { locations },
     ];
+    records.extend(people);
+    let console = format!(
+        "console: http://{}/ (while the switch runs): sign in as demo-csr or \
+         demo-supervisor, password {password}",
+        config.console.listen
+    );
     let seeding = config.clone();
     tokio::task::spawn_blocking(move || crate::operate::admin::commit(&seeding, &records))
         .await
@@ -203,10 +259,10 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         elapsed,
         data_dir: scratch.is_none().then(|| config.data_dir.clone()),
         reconciliations,
+        console,
+        config,
+        _scratch: scratch,
     };
-    if let Some(scratch) = scratch {
-        let _ = scratch.close();
-    }
     Ok(summary)
 }
 
@@ -442,10 +498,14 @@ impl std::fmt::Display for Summary {
         for line in &self.reconciliations {
             writeln!(f, "{line}")?;
         }
+        writeln!(f, "{}", self.console)?;
         match &self.data_dir {
             Some(dir) => write!(
                 f,
-                "data (journal, indexes, exception log, engine ledger): {}",
+                "data (journal, indexes, exception log, engine ledger): {}\n\
+                 serve it again, console included: write a config with data_dir = \"{}\" \
+                 and run replenish serve --config FILE",
+                dir.display(),
                 dir.display()
             ),
             None => write!(
