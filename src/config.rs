@@ -691,6 +691,19 @@ impl Config {
             "acquirer listen address",
             self.acquirer.iter().map(|a| a.listen.to_string()),
         )?;
+        let reserved = |name: &str| name == "console" || name == "adjustment";
+        if let Some(a) = self.acquirer.iter().find(|a| reserved(&a.name)) {
+            return Err(format!(
+                "acquirer name {:?} is reserved (console adjustments)",
+                a.name
+            ));
+        }
+        if let Some(b) = self.bank.iter().find(|b| reserved(&b.name)) {
+            return Err(format!(
+                "bank name {:?} is reserved (console adjustments)",
+                b.name
+            ));
+        }
         for acquirer in &self.acquirer {
             acquirer
                 .validate()

@@ -103,7 +103,9 @@ pub fn revenue(
     let mut totals: BTreeMap<String, Row> = BTreeMap::new();
     for day in &days {
         each_share(books, config, day, None, |share| {
+            let adjustment = share.bank == crate::vocab::people::ADJUSTMENT;
             let group = match by {
+                _ if adjustment => share.bank.to_owned(),
                 By::Carrier => share.carrier.to_owned(),
                 By::Bank => share.bank.to_owned(),
                 By::Retailer => share.retailer.unwrap_or("(none)").to_owned(),
@@ -115,6 +117,10 @@ pub fn revenue(
                 ..Row::default()
             });
             row.add(share);
+            if adjustment {
+                // Goodwill credits are shown, but no bank paid them: not in the totals.
+                return;
+            }
             let total = totals
                 .entry(share.currency.to_owned())
                 .or_insert_with(|| Row {

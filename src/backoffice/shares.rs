@@ -3,7 +3,9 @@
 //! approval, a credited advice, a completion); what is split is what is left of it
 //! after reversals, read from the index (a partial reversal leaves the rest, a full one
 //! nothing); the retailer is the location's (none for an ATM transfer, `40xxxx`), the
-//! carrier the account's, the bank the one whose link the message came on.
+//! carrier the account's, the bank the one whose link the message came on. A console
+//! adjustment (a goodwill credit a second person approved) has no bank: it is shared as
+//! bank `adjustment` with no parts, so no bank settles it and reports can show it.
 
 use std::collections::HashMap;
 
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::durable::record::{Decision, Standing};
 use crate::durable::store::ClosedDay;
 use crate::vocab::fees::{self, Parties, Split};
+use crate::vocab::people;
 
 /// One approval and its split.
 pub struct Share<'a> {
@@ -52,8 +55,12 @@ pub fn each_share(
         if failure.is_some() || decision.hold.is_some() {
             return;
         }
-        let (Some(credit), Some(bank)) = (&decision.credit, banks.get(&decision.summary.link))
-        else {
+        let adjustment = decision.summary.link == people::CONSOLE_LINK;
+        let bank = match banks.get(&decision.summary.link) {
+            Some(bank) => Some(bank.as_str()),
+            None => adjustment.then_some(people::ADJUSTMENT),
+        };
+        let (Some(credit), Some(bank)) = (&decision.credit, bank) else {
             return;
         };
         if only.is_some_and(|only| only != bank) {
@@ -91,6 +98,11 @@ pub fn each_share(
                     retailer: retailer.is_some(),
                     bank: true,
                 };
+                // A goodwill credit brings no money in: nobody's share comes from it.
+                let parts = match adjustment {
+                    true => Split::default(),
+                    false => fees::split(net, &config.fees, parties),
+                };
                 each(&Share {
                     decision,
                     bank,
@@ -99,7 +111,7 @@ pub fn each_share(
                     currency: &credit.currency,
                     gross: credit.amount,
                     net,
-                    parts: fees::split(net, &config.fees, parties),
+                    parts,
                 });
             }
             Err(e) => failure = Some(e),

@@ -23,8 +23,7 @@ use crate::vocab::accounts::AccountStatus;
 use crate::vocab::people::{Approval, ApprovalState, Audit, Request};
 use crate::wire::iso8583::{Message, Mti, mask_pan};
 
-/// The link adjustments are decided on.
-pub const CONSOLE_LINK: &str = "console";
+pub use crate::vocab::people::CONSOLE_LINK;
 
 /// Longest reason kept.
 const MAX_REASON: usize = 200;

@@ -6,6 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The link name of the credits made on the console (approved adjustments): no bank
+/// sends them, so no bank settles them; reports show them as `adjustment`.
+pub const CONSOLE_LINK: &str = "console";
+
+/// What reports name the group of console adjustments.
+pub const ADJUSTMENT: &str = "adjustment";
+
 /// What a console user may do (BACKOFFICE.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
