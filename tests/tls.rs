@@ -94,3 +94,85 @@ async fn only_clients_of_the_configured_ca_are_served() {
     );
     switch.stop().await;
 }
+
+/// One HTTP/1.1 request over `stream`; returns the whole answer as text.
+async fn http_over(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn the_console_over_https_sets_a_secure_cookie_and_refuses_plain_http() {
+    use replenish::console::secrets;
+    use replenish::durable::datadir::DataDir;
+    use replenish::durable::record::{Record, Saved};
+    use replenish::vocab::people::{Role, User};
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = format!(
+        "{}\n[console]\nlisten = \"127.0.0.1:{port}\"\n[console.tls]\ncert = \"{c}/server.pem\"\nkey = \"{c}/server.key\"\n",
+        config_text(data.path(), free_port()),
+        c = certs.path().display()
+    );
+    let config = Config::from_toml(&text, "console-tls.toml").expect("config");
+    let user = User {
+        name: "ana".into(),
+        role: Role::Auditor,
+        carriers: Vec::new(),
+        bank: None,
+        password_hash: secrets::hash_password("correct horse battery").expect("hash"),
+        disabled: false,
+    };
+    let audit = replenish::console::users::audit("test", "user.add", "ana", "ok");
+    let data_dir = DataDir::open(&config).expect("data dir");
+    data_dir
+        .commit(&[Record::UserSaved(Box::new(Saved { item: user, audit }))])
+        .expect("user");
+    data_dir.close().expect("closed");
+    let switch = Switch::start(config).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut tcp = None;
+    for _ in 0..100 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            tcp = Some(stream);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tcp = tcp.expect("the console listens");
+    let ca = certs.path().join("ca.pem");
+    let client = replenish::wire::tls::client_config(&ca, None).expect("client config");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = TlsConnector::from(client)
+        .connect(name, tcp)
+        .await
+        .expect("the console's certificate is the dev CA's");
+    let body = r#"{"username":"ana","password":"correct horse battery"}"#;
+    let request = format!(
+        "POST /api/v1/session HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = http_over(tls, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = (answer.lines())
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    let plain = TcpStream::connect(addr).await.expect("connects");
+    let answer = http_over(plain, "GET /login HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        !answer.contains("HTTP/1.1 200"),
+        "plain HTTP is not served: {answer}"
+    );
+    switch.stop().await;
+}

@@ -336,8 +336,15 @@ pub async fn serve(console: Console, shutdown: CancellationToken) {
                     return;
                 }
             };
+            let listener = match tls_listener::TlsListener::new(listener, acceptor) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!("console: {e}; the console is off");
+                    return;
+                }
+            };
             tracing::info!("console on https://{addr}/");
-            axum::serve(tls_listener::TlsListener { listener, acceptor }, app)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
         }
@@ -348,18 +355,61 @@ pub async fn serve(console: Console, shutdown: CancellationToken) {
 }
 
 mod tls_listener {
-    //! A TLS listener for axum: accepts TCP, then the handshake; a failed handshake is
-    //! logged and skipped.
+    //! A TLS listener for axum: accepts TCP and runs each handshake in a task of its
+    //! own (at most 10 s), so a client that connects and says nothing holds up no one;
+    //! a failed handshake is logged and dropped.
 
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
     use tokio_rustls::TlsAcceptor;
     use tokio_rustls::server::TlsStream;
 
+    type Accepted = (TlsStream<TcpStream>, SocketAddr);
+
     pub struct TlsListener {
-        pub listener: TcpListener,
-        pub acceptor: TlsAcceptor,
+        accepted: mpsc::Receiver<Accepted>,
+        local: SocketAddr,
+    }
+
+    impl TlsListener {
+        pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+            let local = listener.local_addr()?;
+            let (tx, accepted) = mpsc::channel(64);
+            tokio::spawn(accept_loop(listener, acceptor, tx));
+            Ok(TlsListener { accepted, local })
+        }
+    }
+
+    async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<Accepted>) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // The server stopped: let the port go.
+                () = tx.closed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("console: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!("console: TLS handshake from {peer}: {e}"),
+                    Err(_) => tracing::warn!("console: TLS handshake from {peer}: timed out"),
+                }
+            });
+        }
     }
 
     impl axum::serve::Listener for TlsListener {
@@ -367,26 +417,15 @@ mod tls_listener {
         type Addr = SocketAddr;
 
         async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-            loop {
-                let (stream, peer) = match self.listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("console: accept: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let handshake = self.acceptor.accept(stream);
-                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
-                    Ok(Ok(tls)) => return (tls, peer),
-                    Ok(Err(e)) => tracing::warn!("console: TLS handshake from {peer}: {e}"),
-                    Err(_) => tracing::warn!("console: TLS handshake from {peer}: timed out"),
-                }
+            match self.accepted.recv().await {
+                Some(accepted) => accepted,
+                // The accepting task ended (it never does while this listener lives).
+                None => std::future::pending().await,
             }
         }
 
         fn local_addr(&self) -> std::io::Result<Self::Addr> {
-            self.listener.local_addr()
+            Ok(self.local)
         }
     }
 }
