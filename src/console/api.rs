@@ -439,13 +439,28 @@ async fn decided(
 }
 
 /// `GET /api/v1/exceptions`: the exception queue, the items in scope.
-async fn exceptions(
-    State(console): State<Console>,
+async fn exceptions(State(console): State<Console>, caller: Caller) -> Scoped<queue::Shown> {
+    scoped(console, caller, Action::Queue, exceptions_in_scope).await
+}
+
+/// `GET /api/v1/breaks`: the reconciliation breaks of the banks in scope.
+async fn breaks(State(console): State<Console>, caller: Caller) -> Scoped<queue::Shown> {
+    scoped(console, caller, Action::Breaks, breaks_in_scope).await
+}
+
+/// A list answer.
+type Scoped<T> = Result<Json<Vec<T>>, ApiError>;
+
+/// What `load` finds in `caller`'s scope, once their role may `action`.
+async fn scoped<T: Send + 'static>(
+    console: Console,
     caller: Caller,
-) -> Result<Json<Vec<queue::Shown>>, ApiError> {
-    caller.require(Action::Queue)?;
+    action: Action,
+    load: fn(&Console, &Principal) -> Result<Vec<T>, ApiError>,
+) -> Scoped<T> {
+    caller.require(action)?;
     let items = console
-        .blocking(move |console| exceptions_in_scope(console, &caller.principal))
+        .blocking(move |console| load(console, &caller.principal))
         .await?;
     Ok(Json(items))
 }
@@ -465,18 +480,6 @@ pub fn exceptions_in_scope(
         }
     }
     Ok(items)
-}
-
-/// `GET /api/v1/breaks`: the reconciliation breaks of the banks in scope.
-async fn breaks(
-    State(console): State<Console>,
-    caller: Caller,
-) -> Result<Json<Vec<queue::Shown>>, ApiError> {
-    caller.require(Action::Breaks)?;
-    let items = console
-        .blocking(move |console| breaks_in_scope(console, &caller.principal))
-        .await?;
-    Ok(Json(items))
 }
 
 /// The reconciliation breaks `principal` may see.

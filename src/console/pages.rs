@@ -131,6 +131,45 @@ fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
+/// What a list page needs: its signed-in user, allowed `action` (when one is
+/// required), and what `load` finds in their scope, or the page to answer instead
+/// (sign in, 403, 404).
+async fn listed<T: Send + 'static>(
+    console: &Console,
+    caller: Result<Caller, ApiError>,
+    action: Option<Action>,
+    load: fn(&Console, &Principal) -> Result<T, ApiError>,
+) -> Result<(Caller, T), Box<Response>> {
+    let Some(caller) = signed_in(caller) else {
+        return Err(Box::new(to_login()));
+    };
+    if let Some(e) = action.and_then(|a| caller.require(a).err()) {
+        return Err(Box::new(refused(e)));
+    }
+    let principal = caller.principal.clone();
+    match console.blocking(move |c| load(c, &principal)).await {
+        Ok(items) => Ok((caller, items)),
+        Err(e) => Err(Box::new(refused(e))),
+    }
+}
+
+/// An exception-queue item or a break as a table row.
+fn queue_row(item: crate::operate::queue::Shown, actions: Vec<RowAction>) -> Row {
+    Row {
+        id: item.id.to_string(),
+        cells: vec![
+            item.id.to_string(),
+            item.queued,
+            item.class,
+            item.account,
+            format!("{} {}", item.amount, item.currency),
+            item.reason,
+            item.status,
+        ],
+        actions,
+    }
+}
+
 fn refused(e: ApiError) -> Response {
     let status = match e {
         ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -245,71 +284,43 @@ fn table(
 }
 
 async fn exceptions(State(console): State<Console>, caller: Result<Caller, ApiError>) -> Response {
-    let Some(caller) = signed_in(caller) else {
-        return to_login();
-    };
-    if let Err(e) = caller.require(Action::Queue) {
-        return refused(e);
-    }
-    let principal = caller.principal.clone();
-    let items = console
-        .blocking(move |console| api::exceptions_in_scope(console, &principal))
-        .await;
-    let items = match items {
-        Ok(items) => items,
-        Err(e) => return refused(e),
+    let loaded = listed(
+        &console,
+        caller,
+        Some(Action::Queue),
+        api::exceptions_in_scope,
+    )
+    .await;
+    let (caller, items) = match loaded {
+        Ok(loaded) => loaded,
+        Err(page) => return *page,
     };
     let may = caller.principal.may(Action::Request);
     let rows = items
         .into_iter()
-        .map(|item| Row {
-            id: item.id.to_string(),
-            actions: (may && item.is_open())
-                .then(|| RowAction {
-                    api: format!("/api/v1/exceptions/{}/resubmit", item.id),
-                    label: "Request resubmission",
-                    class: "resubmit",
-                })
-                .into_iter()
-                .collect(),
-            cells: vec![
-                item.id.to_string(),
-                item.queued,
-                item.class,
-                item.account,
-                format!("{} {}", item.amount, item.currency),
-                item.reason,
-                item.status,
-            ],
+        .map(|item| {
+            let resubmit = (may && item.is_open()).then(|| RowAction {
+                api: format!("/api/v1/exceptions/{}/resubmit", item.id),
+                label: "Request resubmission",
+                class: "resubmit",
+            });
+            queue_row(item, resubmit.into_iter().collect())
         })
         .collect();
     let columns = [
         "Id", "Queued", "Class", "Account", "Amount", "Reason", "Status",
     ];
-    table(
-        &console,
-        &caller,
-        "Exception queue",
-        "exceptions",
-        &columns,
-        rows,
-    )
+    let title = "Exception queue";
+    table(&console, &caller, title, "exceptions", &columns, rows)
 }
 
 async fn approval_inbox(
     State(console): State<Console>,
     caller: Result<Caller, ApiError>,
 ) -> Response {
-    let Some(caller) = signed_in(caller) else {
-        return to_login();
-    };
-    let principal = caller.principal.clone();
-    let shown = console
-        .blocking(move |console| api::approvals_in_scope(console, &principal))
-        .await;
-    let shown = match shown {
-        Ok(shown) => shown,
-        Err(e) => return refused(e),
+    let (caller, shown) = match listed(&console, caller, None, api::approvals_in_scope).await {
+        Ok(loaded) => loaded,
+        Err(page) => return *page,
     };
     let me = caller.principal.name().to_owned();
     let checker = caller.principal.may(Action::Approve);
@@ -369,60 +380,30 @@ async fn approval_inbox(
 }
 
 async fn breaks(State(console): State<Console>, caller: Result<Caller, ApiError>) -> Response {
-    let Some(caller) = signed_in(caller) else {
-        return to_login();
-    };
-    if let Err(e) = caller.require(Action::Breaks) {
-        return refused(e);
-    }
-    let principal = caller.principal.clone();
-    let items = console
-        .blocking(move |console| api::breaks_in_scope(console, &principal))
-        .await;
-    let items = match items {
-        Ok(items) => items,
-        Err(e) => return refused(e),
+    let loaded = listed(&console, caller, Some(Action::Breaks), api::breaks_in_scope).await;
+    let (caller, items) = match loaded {
+        Ok(loaded) => loaded,
+        Err(page) => return *page,
     };
     let rows = items
         .into_iter()
-        .map(|item| Row {
-            id: item.id.to_string(),
-            cells: vec![
-                item.id.to_string(),
-                item.queued,
-                item.class,
-                item.account,
-                format!("{} {}", item.amount, item.currency),
-                item.reason,
-                item.status,
-            ],
-            actions: Vec::new(),
-        })
+        .map(|i| queue_row(i, Vec::new()))
         .collect();
     let columns = [
         "Id", "Found", "Class", "Account", "Amount", "Where", "Status",
     ];
-    table(
-        &console,
-        &caller,
-        "Reconciliation breaks",
-        "breaks",
-        &columns,
-        rows,
-    )
+    let title = "Reconciliation breaks";
+    table(&console, &caller, title, "breaks", &columns, rows)
 }
 
 async fn audit(State(console): State<Console>, caller: Result<Caller, ApiError>) -> Response {
-    let Some(caller) = signed_in(caller) else {
-        return to_login();
-    };
-    if let Err(e) = caller.require(Action::Audit) {
-        return refused(e);
-    }
-    let lines = console.blocking(api::audit_lines).await;
-    let lines = match lines {
-        Ok(lines) => lines,
-        Err(e) => return refused(e),
+    let loaded = listed(&console, caller, Some(Action::Audit), |c, _| {
+        api::audit_lines(c)
+    })
+    .await;
+    let (caller, lines) = match loaded {
+        Ok(loaded) => loaded,
+        Err(page) => return *page,
     };
     let text = |line: &serde_json::Value, name: &str| {
         line.get(name)

@@ -18,6 +18,9 @@ pub const COOKIE: &str = "replenish_session";
 /// Failed sign-ins in a row after which a user is refused for a while.
 pub const MAX_FAILURES: u32 = 5;
 
+/// Names with failed sign-ins kept at most (beyond it, only locked ones are kept).
+pub const MAX_TRACKED: usize = 10_000;
+
 /// A session found by its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -92,9 +95,14 @@ impl Sessions {
         }
     }
 
-    /// Counts a failed sign-in of `user`; the fifth in a row locks them out.
+    /// Counts a failed sign-in of `user`; the fifth in a row locks them out. Names are
+    /// counted whether they exist or not (so a lockout does not tell which do); the
+    /// table forgets unlocked names when it grows past [`MAX_TRACKED`].
     pub fn failed(&self, user: &str, now: Instant) {
         let mut failures = lock(&self.failures);
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, f| f.locked_until.is_some_and(|until| now < until));
+        }
         let entry = failures.entry(user.to_owned()).or_default();
         entry.count += 1;
         if entry.count >= MAX_FAILURES {
