@@ -800,7 +800,7 @@ fn run(command: Command) -> Result<(), Failure> {
             let text = simulator::Ledger::report(&ledger, &day)
                 .map_err(|e| Failure::Input(e.to_string()))?;
             match out {
-                Some(path) => std::fs::write(&path, text)
+                Some(path) => replenish::durable::datadir::write_durably(&path, text.as_bytes())
                     .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?,
                 None => print!("{text}"),
             }
@@ -1001,7 +1001,7 @@ fn reconcile(side: ReconcileSide) -> Result<(), Failure> {
     if let Some(out) = json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.to_string()))?;
-        std::fs::write(out, text + "\n")
+        replenish::durable::datadir::write_durably(out, (text + "\n").as_bytes())
             .map_err(|e| Failure::Other(format!("{}: {e}", out.display())))?;
     }
     if report.has_breaks() {

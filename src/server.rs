@@ -240,13 +240,20 @@ async fn housekeeping(decider: Arc<Decider>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match decider.expire_holds() {
-            Ok(0) => {}
-            Ok(n) => info!("{n} authorization hold(s) expired"),
-            Err(e) => warn!("expiring holds: {e}"),
-        }
-        if let Err(e) = decider.cutover_if_due() {
-            warn!("business day cutover: {e}");
+        // Both take the decider's lock and may journal: off the runtime's threads.
+        let chores = decider.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            match chores.expire_holds() {
+                Ok(0) => {}
+                Ok(n) => info!("{n} authorization hold(s) expired"),
+                Err(e) => warn!("expiring holds: {e}"),
+            }
+            if let Err(e) = chores.cutover_if_due() {
+                warn!("business day cutover: {e}");
+            }
+        });
+        if let Err(e) = done.await {
+            warn!("housekeeping: {e}");
         }
     }
 }

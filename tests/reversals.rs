@@ -402,6 +402,19 @@ async fn an_unroutable_advice_is_queued_and_resubmitted_after_correction() {
         items[0].status.starts_with("resubmitted by alice"),
         "{items:?}"
     );
+
+    // The bank holds the money of the advice it approved: once credited, it is in the
+    // day's books (revenue, and so settlement) like any approval.
+    let closed = replenish::backoffice::days::close(&config, "test").expect("day closed");
+    let month = &closed.closed[..7];
+    let revenue = replenish::backoffice::report::revenue_of(
+        &config,
+        month,
+        replenish::backoffice::report::By::Bank,
+    )
+    .expect("revenue");
+    let total = &revenue.totals[0];
+    assert_eq!((total.transactions, total.gross), (1, 4200), "{revenue:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +515,20 @@ async fn a_correction_reverses_and_credits_the_right_amount() {
     );
     rig.balance_becomes("2065550101", 250).await;
     rig.balance_becomes("2065550107", 400).await;
-    rig.stop().await;
+    let config = rig.stop().await;
+
+    // The day's books count the reversed originals as nothing, the corrections in full:
+    // the original under the reused key is not read as the correction's open entry.
+    let closed = replenish::backoffice::days::close(&config, "test").expect("day closed");
+    let by_bank = replenish::backoffice::report::By::Bank;
+    let revenue = replenish::backoffice::report::revenue_of(&config, &closed.closed[..7], by_bank)
+        .expect("revenue");
+    let total = &revenue.totals[0];
+    assert_eq!(
+        (total.gross, total.net),
+        (2500 + 250 + 4000 + 400, 250 + 400),
+        "{revenue:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

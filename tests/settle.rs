@@ -203,6 +203,36 @@ async fn the_demo_s_reconciled_day_settles_into_a_valid_pain_001() {
     assert!(refused.to_string().contains("is not closed"), "{refused}");
     let unknown = settle::settle(&config, "no-such-bank", &day, &out).expect_err("unknown bank");
     assert!(unknown.to_string().contains("no bank named"), "{unknown}");
+
+    // The engine's report, perturbed. A reversal line for a credit the switch never
+    // reversed is not "matched": the engine took money back on its own.
+    let ledger = data.join("engine-ledger.jsonl");
+    let report = replenish::tools::simulator::Ledger::report(&ledger, &day).expect("report");
+    let reversed: Vec<&str> = (report.lines())
+        .filter(|l| l.ends_with(",reversal"))
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    let credit = (report.lines().skip(1))
+        .find(|l| {
+            l.ends_with(",credit") && !reversed.iter().any(|r| l.starts_with(&format!("{r},")))
+        })
+        .expect("a credit never reversed");
+    let perturbed = format!("{report}{}\n", credit.replace(",credit", ",reversal"));
+    let file = dir.path().join("engine-perturbed.csv");
+    std::fs::write(&file, &perturbed).expect("written");
+    let party = replenish::backoffice::reconcile::Party::Engine("prepaid");
+    let first = replenish::backoffice::reconcile::reconcile_file(&config, &file, party, &day)
+        .expect("reconciled");
+    assert_eq!(first.counts["unknown_at_switch"], 1, "{:?}", first.counts);
+    let again = replenish::backoffice::reconcile::reconcile_file(&config, &file, party, &day)
+        .expect("reconciled again");
+    let ids = |r: &replenish::backoffice::reconcile::Report| {
+        r.breaks
+            .iter()
+            .map(|b| (b.id, b.class.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), ids(&again), "a re-run finds the same breaks");
 }
 
 #[test]

@@ -215,10 +215,14 @@ pub(super) fn routes() -> axum::Router<Shared> {
 async fn http_list(
     State(shared): State<Shared>,
 ) -> Result<Json<Vec<DayView>>, (StatusCode, Json<Refusal>)> {
-    let open = shared.decider.open_day();
-    views(shared.decider.store(), &shared.config, &open)
-        .map(Json)
-        .map_err(|e| answer_error(e.into()))
+    let listed = tokio::task::spawn_blocking(move || {
+        let open = shared.decider.open_day();
+        views(shared.decider.store(), &shared.config, &open)
+    });
+    match listed.await {
+        Ok(days) => days.map(Json).map_err(|e| answer_error(e.into())),
+        Err(e) => Err(answer_error(BackofficeError::Remote(e.to_string()))),
+    }
 }
 
 async fn http_close(

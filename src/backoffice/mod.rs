@@ -113,6 +113,12 @@ pub(crate) async fn on_switch_books<T: Serialize + Send + 'static>(
     work: impl FnOnce(&reconcile::Books<'_>, &Config) -> Result<T, BackofficeError> + Send + 'static,
 ) -> Result<Json<T>, (StatusCode, Json<Refusal>)> {
     let blocking = move || {
+        // One back-office change at a time: each checks the indexes before it journals
+        // (a break found before, a day settled), so two at once could both pass.
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let decider = &shared.decider;
         let commit =
             |records: &[crate::durable::record::Record]| Ok(decider.journal_records(records)?);

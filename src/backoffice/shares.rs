@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 
 use super::BackofficeError;
-use super::reconcile::{Books, bank};
+use super::reconcile::Books;
 use crate::config::Config;
-use crate::durable::record::{Decision, Standing};
+use crate::durable::journal;
+use crate::durable::record::{Decision, Record, Standing};
 use crate::durable::store::ClosedDay;
 use crate::vocab::fees::{self, Parties, Split};
 use crate::vocab::people;
@@ -51,7 +52,7 @@ pub fn each_share(
     let mut retailers: HashMap<String, Option<String>> = HashMap::new();
     let mut carriers: HashMap<String, String> = HashMap::new();
     let mut failure = None;
-    bank::for_each_decision(books, day, |decision| {
+    for_each_credit(books, day, |decision| {
         if failure.is_some() || decision.hold.is_some() {
             return;
         }
@@ -67,10 +68,18 @@ pub fn each_share(
             return;
         }
         let looked_up = (|| -> Result<(u64, Option<String>, String), BackofficeError> {
-            let net = match books.store.transaction(&decision.key)?.map(|e| e.standing) {
-                Some(Standing::Reversed { full: true, .. }) => 0,
-                Some(Standing::Reversed { amount, .. }) => credit.amount.saturating_sub(amount),
-                _ => credit.amount,
+            let entry = books.store.transaction(&decision.key)?;
+            let ours = decision.approval.as_ref().map(|a| a.confirmation.as_str());
+            let net = match entry {
+                // The key now carries a later decision: a correction, which the switch
+                // decides only after this one was fully reversed.
+                Some(e) if e.confirmation.as_deref() != ours => 0,
+                Some(e) => match e.standing {
+                    Standing::Reversed { full: true, .. } => 0,
+                    Standing::Reversed { amount, .. } => credit.amount.saturating_sub(amount),
+                    _ => credit.amount,
+                },
+                None => credit.amount,
             };
             let retailer = match credit.processing_code.starts_with("40") {
                 true => None,
@@ -118,6 +127,65 @@ pub fn each_share(
         }
     })?;
     failure.map_or(Ok(()), Err)
+}
+
+/// Calls `each` with every decision of `day` and, for every advice credited on `day` by
+/// a resubmission from the exception queue, with its original decision as it stands
+/// credited (the resubmission's confirmation number and credit): money the bank holds
+/// for the day either way.
+fn for_each_credit(
+    books: &Books<'_>,
+    day: &ClosedDay,
+    mut each: impl FnMut(&Decision),
+) -> Result<(), BackofficeError> {
+    let journal_error = |e: crate::durable::journal::JournalError| BackofficeError::Data(e.into());
+    let records = journal::read_from(&books.journal_dir, day.first_seq).map_err(journal_error)?;
+    for record in records {
+        let record = record.map_err(journal_error)?;
+        if record.seq > day.last_seq {
+            break;
+        }
+        let decided = record.body.starts_with(br#"{"type":"decided""#);
+        let resubmitted = record.body.starts_with(br#"{"type":"resubmitted""#);
+        if record.seq < day.first_seq || !(decided || resubmitted) {
+            continue;
+        }
+        let unreadable = |e: &dyn std::fmt::Display| {
+            BackofficeError::Remote(format!("journal record {}: {e}", record.seq))
+        };
+        match Record::from_bytes(&record.body).map_err(|e| unreadable(&e))? {
+            Record::Decided(decision) => each(&decision),
+            Record::Resubmitted(resubmission) => {
+                let mut original = decision_at(books, resubmission.id)?
+                    .ok_or_else(|| unreadable(&"the resubmitted advice's decision is missing"))?;
+                original.approval = Some(resubmission.approval.clone());
+                original.credit = Some(resubmission.credit.clone());
+                original.owed = None;
+                each(&original);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The decision journaled at `seq`, if that record is one.
+fn decision_at(books: &Books<'_>, seq: u64) -> Result<Option<Decision>, BackofficeError> {
+    let journal_error = |e: crate::durable::journal::JournalError| BackofficeError::Data(e.into());
+    let records = journal::read_from(&books.journal_dir, seq).map_err(journal_error)?;
+    for record in records {
+        let record = record.map_err(journal_error)?;
+        if record.seq < seq {
+            continue;
+        }
+        if record.seq > seq {
+            break;
+        }
+        if let Ok(Record::Decided(decision)) = Record::from_bytes(&record.body) {
+            return Ok(Some(*decision));
+        }
+    }
+    Ok(None)
 }
 
 /// `key`'s value from `cache`, else from `load` (and remembered).

@@ -196,15 +196,16 @@ pub fn append(journal: &Journal, records: &[Record]) -> Result<Vec<u64>, Journal
     Ok(seqs)
 }
 
-/// Writes a new file and makes it and its name durable.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file whole or not at all: a temporary beside it, synced, renamed over it,
+/// and the directory synced (a crash leaves the old file or the new one, never half).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    let dir = (path.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::File::open(dir)?.sync_all()
 }

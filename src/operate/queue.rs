@@ -355,8 +355,10 @@ pub fn routes(decider: Arc<Decider>) -> axum::Router {
 async fn http_list(
     State(decider): State<Arc<Decider>>,
 ) -> Result<Json<Vec<Shown>>, (StatusCode, String)> {
-    match Shown::all(decider.store()) {
-        Ok(items) => Ok(Json(items)),
+    let listed = tokio::task::spawn_blocking(move || Shown::all(decider.store())).await;
+    match listed {
+        Ok(Ok(items)) => Ok(Json(items)),
+        Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -411,15 +413,23 @@ async fn http_resolve(
         };
         (status, Json(answer))
     };
-    let now = chrono::Utc::now().timestamp_millis();
-    let record = match resolution(decider.store(), id, &request.note, &request.by, now) {
-        Ok(record) => record,
-        Err(e) => return answer(StatusCode::CONFLICT, Some(e.to_string())),
-    };
-    let journaled = tokio::task::spawn_blocking(move || decider.journal_records(&[record])).await;
+    let journaled = tokio::task::spawn_blocking(move || {
+        // Checked and journaled under one lock: two resolutions of one break cannot
+        // both pass the check.
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = chrono::Utc::now().timestamp_millis();
+        let record = resolution(decider.store(), id, &request.note, &request.by, now)
+            .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+        (decider.journal_records(&[record]))
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
     match journaled {
         Ok(Ok(_)) => answer(StatusCode::OK, None),
-        Ok(Err(e)) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
+        Ok(Err((status, e))) => answer(status, Some(e)),
         Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{BackofficeError, Books, BreakShown, OtherDay, Report, record};
-use crate::durable::record::{Break, Decision, Record, ReversalEffect, Side};
+use crate::durable::record::{Break, Decision, Record, ReversalEffect, Side, Standing};
 use crate::durable::store::ClosedDay;
 
 /// The classes, in the summary's order.
@@ -93,8 +93,15 @@ pub fn reconcile(
             None => run.elsewhere(books, line, kind)?,
         }
     }
-    for ((confirmation, kind), ours) in &expected {
-        if ours.matched || books.store.in_outbox(engine, confirmation)? {
+    // In a fixed order, so a re-run finds the same breaks with the same ids.
+    let mut unmatched: Vec<_> = expected.iter().filter(|(_, ours)| !ours.matched).collect();
+    unmatched.sort_by(|a, b| a.0.cmp(b.0));
+    for ((confirmation, kind), ours) in unmatched {
+        let waiting = match *kind {
+            "reversal" => books.store.reversal_in_outbox(engine, confirmation)?,
+            _ => books.store.in_outbox(engine, confirmation)?,
+        };
+        if waiting {
             continue;
         }
         if matched_in_adjacent_day(books, engine, &day.day, confirmation)? {
@@ -324,17 +331,37 @@ impl Run<'_> {
             Some(key) => books.store.transaction(&key)?,
             None => None,
         };
-        let credit = entry
-            .as_ref()
-            .and_then(|e| e.credit.clone().map(|c| (e.business_day.clone(), c)));
+        let credit = entry.as_ref().and_then(|e| {
+            let reversed = match e.standing {
+                Standing::Reversed { amount, .. } => Some(amount),
+                _ => None,
+            };
+            e.credit
+                .clone()
+                .map(|c| (e.business_day.clone(), c, reversed))
+        });
         match credit {
-            Some((switch_day, credit)) if credit.engine == self.engine => {
-                self.other_day.push(OtherDay {
-                    key: line.confirmation.clone(),
-                    switch_day,
-                });
-                let view = json!({"min": credit.min, "amount": credit.amount, "kind": kind});
-                if kind == "reversal" || (credit.amount == line.amount && credit.min == line.min) {
+            Some((switch_day, credit, reversed)) if credit.engine == self.engine => {
+                // A reversal line needs a reversal the switch decided; a credit line the
+                // credit's own amount and subscriber.
+                let expected = match kind {
+                    "reversal" => match reversed {
+                        Some(amount) => amount,
+                        None => {
+                            self.push("unknown_at_switch", &line.confirmation, Some(line), None);
+                            return Ok(());
+                        }
+                    },
+                    _ => credit.amount,
+                };
+                if switch_day != self.day {
+                    self.other_day.push(OtherDay {
+                        key: line.confirmation.clone(),
+                        switch_day,
+                    });
+                }
+                let view = json!({"min": credit.min, "amount": expected, "kind": kind});
+                if expected == line.amount && credit.min == line.min {
                     *self.counts.entry("matched").or_default() += 1;
                 } else {
                     self.push(

@@ -290,7 +290,9 @@ fn queue_report(
     } else {
         "engine"
     };
-    let ids: Vec<String> = report.breaks.iter().map(|b| b.id.to_string()).collect();
+    let mut ids: Vec<u64> = report.breaks.iter().map(|b| b.id).collect();
+    ids.sort_unstable();
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
     let identity = format!(
         "reconciliation/{side}/{name}/{}/{}",
         report.day,

@@ -170,7 +170,7 @@ fn write(
             (format!("{stem}.pain.001.xml"), xml),
         ] {
             let path = out.join(name);
-            std::fs::write(&path, text)
+            crate::durable::datadir::write_durably(&path, text.as_bytes())
                 .map_err(|e| BackofficeError::Remote(format!("{}: {e}", path.display())))?;
             files.push(path);
         }

@@ -166,6 +166,14 @@ impl Store {
 }
 
 impl Store {
+    /// Whether the reversal advice of credit `confirmation` still waits for `engine`'s
+    /// acknowledgement.
+    pub fn reversal_in_outbox(&self, engine: &str, confirmation: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .contains_key(key("v/", &format!("{engine}/{confirmation}")))?)
+    }
+
     /// Whether the credit `confirmation` still waits in `engine`'s outbox (not
     /// acknowledged by the engine yet).
     pub fn in_outbox(&self, engine: &str, confirmation: &str) -> Result<bool, StoreError> {
