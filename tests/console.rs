@@ -13,8 +13,13 @@ use support::console::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_role_by_its_scope() {
     let running = std::sync::Arc::new(start().await);
-    // A transaction of carrier-a's subscriber that came from bank-a.
+    // A transaction of carrier-a's subscriber that came from bank-a, and an advice for a
+    // carrier-a account without a MIN: acknowledged, and queued as an exception.
     assert_eq!(running.replenish(1, CARRIER_A_ACTIVE).await, "00");
+    let mut advice = support::request(2, 1500, CARRIER_A_NO_MIN);
+    advice.set_mti(replenish::wire::iso8583::Mti::new(b"0220").expect("mti"));
+    let mut client = support::Client::connect(running.acquirer).await;
+    assert_eq!(client.exchange(&advice).await.text(39), Some("00"));
     let r = running.clone();
     off(move || {
         let ana = r.sign_in("ana");
@@ -31,6 +36,18 @@ async fn every_route_answers_every_role_by_its_scope() {
                 .expect("the approval in the history")
                 .to_owned()
         };
+        let root_auth = Auth::Session(r.sign_in("root"), true);
+        let (_, queue) = r.call(&root_auth, "GET", "/api/v1/exceptions", None);
+        let item = queue[0]["id"].as_u64().expect("the queued advice");
+        let body = json!({"account": CARRIER_A_ACTIVE, "amount": 200, "reason": "goodwill"});
+        let (status, pending) = r.call(
+            &Auth::Session(ana.clone(), true),
+            "POST",
+            "/api/v1/adjustments",
+            Some(body),
+        );
+        assert_eq!(status, 202, "{pending}");
+        let pending = pending["approval"].as_u64().expect("id");
         let routes: Vec<(&str, String, Option<Value>)> = vec![
             ("GET", format!("/api/v1/accounts/{CARRIER_A_ACTIVE}"), None),
             ("GET", format!("/api/v1/accounts/{CARRIER_B_ACTIVE}"), None),
@@ -49,10 +66,38 @@ async fn every_route_answers_every_role_by_its_scope() {
             ("GET", "/api/v1/exceptions".into(), None),
             ("GET", "/api/v1/breaks".into(), None),
             ("GET", "/api/v1/approvals".into(), None),
+            (
+                "POST",
+                format!("/api/v1/accounts/{CARRIER_A_ACTIVE}/activation"),
+                Some(json!({"min": "2065550101"})),
+            ),
+            (
+                "POST",
+                format!("/api/v1/accounts/{CARRIER_A_BLOCKED}/unblock"),
+                None,
+            ),
+            ("POST", format!("/api/v1/exceptions/{item}/resubmit"), None),
+            ("POST", format!("/api/v1/approvals/{pending}/approve"), None),
+            (
+                "POST",
+                "/api/v1/search".into(),
+                Some(json!({"q": CARRIER_A_ACTIVE})),
+            ),
+            (
+                "POST",
+                "/api/v1/activations".into(),
+                Some(json!({"account": CARRIER_A_ACTIVE, "min": "2065550101"})),
+            ),
+            ("GET", "/api/v1/session".into(), None),
+            ("GET", "/search".into(), None),
+            ("GET", "/exceptions".into(), None),
+            ("GET", "/approvals".into(), None),
+            ("GET", "/breaks".into(), None),
+            ("GET", "/audit".into(), None),
         ];
         // Expected status per route (rows) and role (columns, in USERS order:
         // admin, supervisor, csr-a, csr-b, bank-a, bank-z, auditor).
-        let expected: [[u16; 7]; 9] = [
+        let expected: [[u16; 7]; 21] = [
             [200, 200, 200, 404, 404, 404, 200], // carrier-a account
             [200, 200, 404, 200, 404, 404, 200], // carrier-b account
             [200, 200, 200, 404, 200, 404, 200], // carrier-a's transaction from bank-a
@@ -62,11 +107,28 @@ async fn every_route_answers_every_role_by_its_scope() {
             [200, 200, 200, 200, 200, 200, 200], // exceptions (scoped lists)
             [200, 200, 403, 403, 200, 200, 200], // breaks
             [200, 200, 200, 200, 200, 200, 200], // approvals (scoped lists)
+            [200, 403, 200, 404, 403, 403, 403], // activation of carrier-a's account
+            [202, 403, 202, 404, 403, 403, 403], // unblock request for carrier-a's account
+            [202, 403, 202, 404, 403, 403, 403], // resubmission of carrier-a's advice
+            [200, 409, 403, 403, 403, 403, 403], // approve ana's request: once, by a checker
+            [200, 200, 200, 200, 200, 200, 200], // search (scoped hits)
+            [403, 403, 403, 403, 403, 403, 403], // the IVR route, for users
+            [200, 200, 200, 200, 200, 200, 200], // who am I
+            [200, 200, 200, 200, 200, 200, 200], // search page
+            [200, 200, 200, 200, 200, 200, 200], // exceptions page (scoped)
+            [200, 200, 200, 200, 200, 200, 200], // approvals page (scoped)
+            [200, 200, 403, 403, 200, 200, 200], // breaks page
+            [200, 200, 403, 403, 403, 403, 200], // audit page
         ];
         let sessions: BTreeMap<&str, Session> = USERS
             .iter()
             .map(|(name, ..)| (*name, r.sign_in(name)))
             .collect();
+        assert_eq!(
+            routes.len(),
+            expected.len(),
+            "one row of statuses per route"
+        );
         let mut wrong = Vec::new();
         for ((method, path, body), row) in routes.iter().zip(expected) {
             for ((name, role, _), want) in USERS.iter().zip(row) {
