@@ -374,6 +374,16 @@ async fn random_traffic_perturbed_files_give_exactly_their_perturbations() {
             .expect("read");
         assert!(run.is_some_and(|r| r.file_sha256 == report.file_sha256));
         data.close().expect("close");
+
+        // The lost advice was credited on the next business day; the bank's file of
+        // that day does not list it (the file of its own day did): no break for it.
+        let next = days::close(&config, "tester").expect("close the next day");
+        let file = dir.path().join(format!("bank-{}.csv", next.closed));
+        write_file(&file, &[]);
+        let report = reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), &next.closed)
+            .expect("the next day reconciled");
+        assert_eq!(report.counts["missing_at_bank"], 0, "{:?}", report.counts);
+        assert_eq!(report.counts["matched"], 1, "{:?}", report.counts);
     }
 }
 

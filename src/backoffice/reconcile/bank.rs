@@ -429,6 +429,22 @@ impl<'a> Matching<'a> {
         if missing.is_empty() {
             return Ok(found);
         }
+        // A lost advice credited from a break: the bank's file of the break's day listed
+        // it, so today's file does not.
+        for decision in missing {
+            let Some(approval) = &decision.approval else {
+                continue;
+            };
+            let breaks = books.store.breaks_of(Side::Bank, &decision.key.0)?;
+            let credits_a_break = breaks.iter().any(|b| {
+                (b.resolved.as_ref())
+                    .and_then(|r| r.confirmation.as_deref())
+                    .is_some_and(|c| c == approval.confirmation)
+            });
+            if credits_a_break {
+                found.insert(decision.key.0.clone());
+            }
+        }
         for shift in [-1i64, 1] {
             let Some(other) = crate::vocab::calendar::parse_day(self.day)
                 .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(shift)))
