@@ -56,8 +56,8 @@ pub struct Line {
     pub kind: &'static str,
     /// The approval's confirmation number (none when declined).
     pub confirmation: Option<String>,
-    /// Minor units asked.
-    pub amount: u64,
+    /// Minor units credited (none for a reversal).
+    pub amount: Option<u64>,
     /// DE39 answered.
     pub code: String,
     /// When decided (RFC 3339, UTC).
@@ -95,16 +95,13 @@ pub fn view(console: &Console, principal: &Principal, number: &str) -> Result<Vi
     let account = in_scope(console, principal, number)?;
     let store = console.decider().store();
     let mut history = Vec::new();
-    for line in store.history(number, HISTORY)? {
-        let Some(entry) = store.transaction(&line.key)? else {
-            continue;
-        };
+    for (_, entry) in store.history(number, HISTORY)? {
         history.push(Line {
-            kind: kind(&line.link, &entry.mti),
+            kind: kind(&entry.link, &entry.mti),
             confirmation: entry.confirmation.clone(),
-            amount: line.amount,
+            amount: entry.credit.as_ref().map(|c| c.amount),
             code: entry.code.as_str().to_owned(),
-            at: at(line.at_ms),
+            at: at(entry.at_ms),
             standing: lookup::standing(&entry),
         });
     }
@@ -143,15 +140,7 @@ pub fn transaction(
         Some(number) => store.account(number)?,
         None => None,
     };
-    let link = match &entry.account {
-        Some(number) => store.link_of(number, &key)?,
-        None => None,
-    };
-    let bank = link.and_then(|link| {
-        (console.config().banks().into_iter())
-            .find(|b| b.links.contains(&link))
-            .map(|b| b.name)
-    });
+    let bank = super::approvals::bank_of_link(console, &entry.link);
     let carrier = account.as_ref().map(|a| a.carrier.as_str());
     if !principal.sees_transaction(carrier, bank.as_deref()) {
         return Err(ApiError::NotFound);

@@ -197,7 +197,7 @@ pub fn exception_scope(console: &Console, id: u64) -> Result<Option<ItemScope>, 
         Ok(store.account(account)?.map(|a| a.carrier))
     };
     if let Some(item) = store.queue_item(id)? {
-        let link = store.link_of(&item.owed.account, &item.key)?;
+        let link = store.transaction(&item.key)?.map(|e| e.link);
         return Ok(Some(ItemScope {
             carrier: carrier_of(&item.owed.account)?,
             bank: link.and_then(|l| bank_of_link(console, &l)),

@@ -725,6 +725,18 @@ pub struct TransactionEntry {
     /// For a completed authorization: the key of its completion advice.
     #[serde(default)]
     pub completed_by: Option<TransactionKey>,
+    /// When it was decided, milliseconds since the Unix epoch (0 in older entries).
+    #[serde(default)]
+    pub at_ms: i64,
+    /// The acquirer link it came on: written by the index (empty in the decider's
+    /// memory), which is how a bank's people are shown only their bank's transactions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub link: String,
+    /// The decision counted in the same account's usage of the same day just before
+    /// this one: the index's per-account history, a chain through entries it writes
+    /// anyway (a key of its own per decision would cost the indexer a sled insert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<TransactionKey>,
     /// For an advice acknowledged into the exception queue: the account it names and
     /// the amount it owes, which a reversal by reference alone must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -793,6 +805,9 @@ impl TransactionEntry {
             standing,
             mti: decision.mti.clone(),
             completed_by: None,
+            at_ms: decision.at_ms,
+            link: String::new(),
+            previous: None,
             owed: decision.owed.as_ref().map(|o| OwedAmount {
                 account: o.account.clone(),
                 amount: o.amount,
@@ -821,6 +836,9 @@ impl TransactionEntry {
             standing: Standing::ReversedBeforeArrival,
             mti: String::new(),
             completed_by: None,
+            at_ms: 0,
+            link: String::new(),
+            previous: None,
             owed: None,
         }
     }

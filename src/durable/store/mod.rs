@@ -10,7 +10,6 @@ mod books;
 mod people;
 
 pub use books::{BreakItem, ClosedDay, NotificationItem, OpenDay};
-pub use people::HistoryLine;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -113,7 +112,7 @@ const CACHED_DAYS: usize = 2;
 
 impl UsageCache {
     fn get(&self, day: &str, k: &[u8]) -> Option<UsageSlot> {
-        self.days.get(day)?.get(k).copied()
+        self.days.get(day)?.get(k).cloned()
     }
 
     fn remember(&mut self, slots: HashMap<Vec<u8>, (String, UsageSlot)>) {
@@ -450,12 +449,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A day's usage as the index keeps it: the totals and the journal position of the
 /// last record counted in them, which makes counting a record again a no-op.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct UsageSlot {
     count: u32,
     amount: u64,
     #[serde(default)]
     seq: u64,
+    /// The last decision counted: the head of the account's history chain that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<TransactionKey>,
 }
 
 impl UsageSlot {
@@ -464,10 +466,11 @@ impl UsageSlot {
             count: usage.count,
             amount: usage.amount,
             seq,
+            last: None,
         }
     }
 
-    fn usage(self) -> Usage {
+    fn usage(&self) -> Usage {
         Usage {
             count: self.count,
             amount: self.amount,
@@ -575,14 +578,14 @@ impl<'a> BatchBuilder<'a> {
     }
 
     fn decided(&mut self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        let entry = TransactionEntry::of(seq, decision);
-        self.put("t/", &decision.key.0, &entry);
-        self.account_history(seq, decision);
-        if let Some(touched) = &decision.touches {
-            self.touch(touched)?;
-        }
+        let mut entry = TransactionEntry::of(seq, decision);
+        entry.link = decision.summary.link.clone();
         if let Some(change) = &decision.usage {
-            self.adjust_usage(seq, change)?;
+            entry.previous = self.chain(seq, change, &decision.key)?;
+        }
+        self.put("t/", &decision.key.0, &entry);
+        if let Some(touched) = &decision.touches {
+            self.touch(touched, None)?;
         }
         if let Some(reversal) = &decision.reversal {
             self.reversal(&reversal.effect);
@@ -623,9 +626,28 @@ impl<'a> BatchBuilder<'a> {
 
     /// Writes an earlier transaction's new entry; a hold no longer open is dropped, and
     /// a queued advice that was reversed closes its queue item.
-    fn touch(&mut self, touched: &Touched) -> Result<(), StoreError> {
-        let entry = &touched.entry;
-        self.put("t/", &touched.key.0, entry);
+    /// The decider's entries do not carry what only the index writes (the link, the
+    /// history chain): those are kept from the entry as indexed, or `previous` is given
+    /// (a resubmitted advice joining its account's day).
+    fn touch(
+        &mut self,
+        touched: &Touched,
+        previous: Option<Option<TransactionKey>>,
+    ) -> Result<(), StoreError> {
+        let mut entry = touched.entry.clone();
+        if let Some(current) = self.current_entry(&touched.key)? {
+            if entry.link.is_empty() {
+                entry.link = current.link;
+            }
+            if entry.previous.is_none() {
+                entry.previous = current.previous;
+            }
+        }
+        if let Some(previous) = previous {
+            entry.previous = previous;
+        }
+        self.put("t/", &touched.key.0, &entry);
+        let entry = &entry;
         if entry.held().is_none() {
             self.writes.insert(key("h/", &touched.key.0), None);
         }
@@ -695,8 +717,8 @@ impl<'a> BatchBuilder<'a> {
 
     fn expired(&mut self, seq: u64, expiry: &Expiry) -> Result<(), StoreError> {
         for (touched, change) in &expiry.holds {
-            self.touch(touched)?;
-            self.adjust_usage(seq, change)?;
+            self.touch(touched, None)?;
+            self.adjust_usage(seq, change, None)?;
         }
         Ok(())
     }
@@ -728,13 +750,40 @@ impl<'a> BatchBuilder<'a> {
             self.queue.insert(item.id, item);
         }
         self.confirmed(resubmission.approval.counter, &resubmission.touches.key);
-        self.touch(&resubmission.touches)?;
+        let key = &resubmission.touches.key;
+        let previous = self.chain(seq, &resubmission.usage, key)?;
+        self.touch(&resubmission.touches, Some(previous))?;
         self.create(
             "o/",
             &outbox_slot(&resubmission.credit),
             &resubmission.credit,
         );
-        self.adjust_usage(seq, &resubmission.usage)
+        Ok(())
+    }
+
+    /// Counts `change` and makes `key` the last decision of its account's day; returns
+    /// the one that was last before it (a record counted before keeps the link it got
+    /// then).
+    fn chain(
+        &mut self,
+        seq: u64,
+        change: &UsageChange,
+        key: &TransactionKey,
+    ) -> Result<Option<TransactionKey>, StoreError> {
+        match self.adjust_usage(seq, change, Some(key))? {
+            Some(previous) => Ok(previous),
+            None => Ok(self.current_entry(key)?.and_then(|e| e.previous)),
+        }
+    }
+
+    /// The entry of `key` as this batch or the index has it.
+    fn current_entry(&self, key: &TransactionKey) -> Result<Option<TransactionEntry>, StoreError> {
+        let k = self::key("t/", &key.0);
+        match self.writes.get(&k) {
+            Some(Some(bytes)) => parse(&k, bytes).map(Some),
+            Some(None) => Ok(None),
+            None => self.store.transaction(key),
+        }
     }
 
     /// Remembers the transaction a confirmation counter was issued to.
@@ -749,19 +798,27 @@ impl<'a> BatchBuilder<'a> {
     }
 
     /// Counts a usage change once: a slot already holding record `seq` (written before
-    /// a crash cut the apply short) is left as it is.
-    fn adjust_usage(&mut self, seq: u64, change: &UsageChange) -> Result<(), StoreError> {
+    /// a crash cut the apply short) is left as it is (`None`). With `last`, that
+    /// decision becomes the last of the day; returns the one that was (`Some`).
+    fn adjust_usage(
+        &mut self,
+        seq: u64,
+        change: &UsageChange,
+        last: Option<&TransactionKey>,
+    ) -> Result<Option<Option<TransactionKey>>, StoreError> {
         let k = usage_key(&change.account, &change.day);
         let current = match self.usage.get(&k) {
-            Some((_, slot)) => *slot,
+            Some((_, slot)) => slot.clone(),
             None => self.store.counted_usage(&change.day, &k)?,
         };
-        if current.seq < seq {
-            let usage = current.usage().adjusted(change.count, change.amount);
-            self.usage
-                .insert(k, (change.day.clone(), UsageSlot::of(usage, seq)));
+        if current.seq >= seq {
+            return Ok(None);
         }
-        Ok(())
+        let usage = current.usage().adjusted(change.count, change.amount);
+        let mut slot = UsageSlot::of(usage, seq);
+        slot.last = last.cloned().or_else(|| current.last.clone());
+        self.usage.insert(k, (change.day.clone(), slot));
+        Ok(Some(current.last))
     }
 
     fn put_raw(&mut self, k: Vec<u8>, value: Vec<u8>) {
@@ -999,7 +1056,64 @@ mod tests {
             );
             assert_eq!(store.outbox("prepaid").expect("outbox").len(), 2);
             assert_eq!(store.applied_seq().expect("seq"), 2);
+            assert_eq!(history_keys(&store), ["k2", "k1"], "cut after {cut}");
         }
+    }
+
+    fn history_keys(store: &Store) -> Vec<String> {
+        let history = store.history("4761739001010010", 10).expect("history");
+        history.into_iter().map(|(k, _)| k.0).collect()
+    }
+
+    #[test]
+    fn an_account_s_history_is_chained_through_its_entries_and_survives_touches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut first = decision("k1", 1, 2500);
+        first.summary.link = "bank-a".into();
+        store
+            .apply(&[(1, Record::Decided(Box::new(first.clone())))])
+            .expect("apply");
+        // A reversal of k1 in the same batch as another approval; the decider's copy of
+        // k1's entry knows nothing of the link or the chain.
+        let mut reversed = TransactionEntry::of(1, &first);
+        reversed.standing = Standing::Reversed {
+            amount: 2500,
+            full: true,
+        };
+        let mut reversal = decision("k3", 0, 0);
+        reversal.approval = None;
+        reversal.credit = None;
+        reversal.mti = "0420".into();
+        reversal.usage = Some(UsageChange {
+            account: "4761739001010010".into(),
+            day: "2026-11-23".into(),
+            count: -1,
+            amount: -2500,
+        });
+        reversal.touches = Some(Touched {
+            key: TransactionKey("k1".into()),
+            entry: reversed,
+        });
+        store
+            .apply(&[
+                (2, Record::Decided(Box::new(decision("k2", 2, 1000)))),
+                (3, Record::Decided(Box::new(reversal))),
+            ])
+            .expect("apply");
+        assert_eq!(history_keys(&store), ["k3", "k2", "k1"]);
+        let history = store.history("4761739001010010", 2).expect("history");
+        assert_eq!(history.len(), 2, "at most the limit");
+        let k1 = store
+            .transaction(&TransactionKey("k1".into()))
+            .expect("get")
+            .expect("k1");
+        assert!(matches!(k1.standing, Standing::Reversed { full: true, .. }));
+        assert_eq!(k1.link, "bank-a", "the link survives the touch");
+        assert_eq!(
+            store.history("4761739001010028", 10).expect("none").len(),
+            0
+        );
     }
 
     #[test]

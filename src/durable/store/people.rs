@@ -1,31 +1,16 @@
 //! The console's indexes, derived from the journal like the rest: users (`cu/`),
 //! machine clients by name (`cc/`) and by token hash (`ct/`), four-eyes requests by id
 //! (`ap/`) and the pending one of each item (`ai/`), the audit trail by journal
-//! position (`au/`), accounts by MIN (`mn/`) and each account's transactions
-//! (`ah/ACCOUNT/` + position), which the account page lists.
-
-use serde::{Deserialize, Serialize};
+//! position (`au/`) and accounts by MIN (`mn/`). An account's history needs no key of
+//! its own: each day's usage slot names the last decision counted and each entry the
+//! one before it, so the account page walks back through what the indexer writes
+//! anyway.
 
 use super::{BatchBuilder, Store, StoreError, json, key};
-use crate::durable::record::{Decision, Saved};
+use crate::durable::record::{Saved, TransactionEntry};
 use crate::vocab::accounts::Account;
 use crate::vocab::key::TransactionKey;
 use crate::vocab::people::{Approval, ApprovalState, Audit, Client, User};
-
-/// One line of an account's history: a decision that named it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryLine {
-    /// The transaction key (the transaction's entry holds the rest).
-    pub key: TransactionKey,
-    /// When decided, ms since the epoch.
-    pub at_ms: i64,
-    /// The acquirer link it came on (a bank's, or `console` for an adjustment).
-    #[serde(default)]
-    pub link: String,
-    /// The amount asked, minor units.
-    #[serde(default)]
-    pub amount: u64,
-}
 
 impl Store {
     /// The console user `name`.
@@ -82,30 +67,29 @@ impl Store {
         self.get_json(&key("mn/", min))
     }
 
-    /// The link a decision that named `account` came on.
-    pub fn link_of(
+    /// The last `limit` decisions counted in `account`'s usage (approvals, credited
+    /// advices, reversals), newest first.
+    pub fn history(
         &self,
         account: &str,
-        key: &TransactionKey,
-    ) -> Result<Option<String>, StoreError> {
-        let prefix = self::key("ah/", &format!("{account}/"));
-        for entry in self.db.scan_prefix(prefix).rev() {
-            let (k, v) = entry?;
-            let line: HistoryLine = super::parse(&k, &v)?;
-            if &line.key == key {
-                return Ok(Some(line.link));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The last `limit` decisions that named `account`, newest first.
-    pub fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryLine>, StoreError> {
-        let prefix = key("ah/", &format!("{account}/"));
+        limit: usize,
+    ) -> Result<Vec<(TransactionKey, TransactionEntry)>, StoreError> {
         let mut lines = Vec::new();
-        for entry in self.db.scan_prefix(prefix).rev().take(limit) {
-            let (k, v) = entry?;
-            lines.push(super::parse(&k, &v)?);
+        let days = self.db.scan_prefix(key("u/", &format!("{account}/"))).rev();
+        for slot in days {
+            let (k, v) = slot?;
+            let slot: super::UsageSlot = super::parse(&k, &v)?;
+            let mut next = slot.last;
+            while let Some(transaction) = next.take() {
+                if lines.len() >= limit {
+                    return Ok(lines);
+                }
+                let Some(entry) = self.transaction(&transaction)? else {
+                    break;
+                };
+                next = entry.previous.clone().filter(|p| *p != transaction);
+                lines.push((transaction, entry));
+            }
         }
         Ok(lines)
     }
@@ -164,22 +148,6 @@ impl BatchBuilder<'_> {
         }
         self.put("a/", &account.number, account);
         Ok(())
-    }
-
-    /// A decision that named an account joins the account's history.
-    pub(super) fn account_history(&mut self, seq: u64, decision: &Decision) {
-        let Some(account) = &decision.account else {
-            return;
-        };
-        let mut k = key("ah/", &format!("{account}/"));
-        k.extend_from_slice(&seq.to_be_bytes());
-        let line = HistoryLine {
-            key: decision.key.clone(),
-            at_ms: decision.at_ms,
-            link: decision.summary.link.clone(),
-            amount: decision.summary.amount.trim().parse().unwrap_or(0),
-        };
-        self.put_raw(k, json(&line));
     }
 }
 
