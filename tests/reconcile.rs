@@ -697,3 +697,50 @@ fn the_email_goes_over_starttls_to_a_server_of_the_configured_ca() {
     );
     assert!(emails[0].contains(&format!("replenish reconciliation bank-a {day}: 1 breaks")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_in_advice_after_a_declined_request_pairs_each_decision_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config =
+        Config::from_toml(&config_text(dir.path(), free_port()), "t.toml").expect("config");
+    import_samples(&config);
+    let switch = Switch::start(config).await;
+    let mut client = Client::connect(switch.addr).await;
+    // The switch declines (blocked account); the bank approves in stand-in and advises.
+    let request = support::request(1, 2500, "4761739001010044");
+    let declined = client.exchange(&request).await;
+    assert_ne!(declined.text(39), Some("00"));
+    let mut advice = request.clone();
+    advice.set_mti(mti("0220"));
+    let credited = client.exchange(&advice).await;
+    assert_eq!(credited.text(39), Some("00"));
+    assert!(credited.text(62).is_some(), "the advice is credited");
+    let config = switch.stop().await;
+    let day = days::close(&config, "tester").expect("close").closed;
+    let lines = [
+        bank_line(
+            &day,
+            &Seen {
+                request,
+                response: declined,
+            },
+        ),
+        bank_line(
+            &day,
+            &Seen {
+                request: advice,
+                response: credited,
+            },
+        ),
+    ];
+    let file = dir.path().join("bank.csv");
+    write_file(&file, &lines);
+    let report =
+        reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), &day).expect("reconciled");
+    assert_eq!(report.counts["matched"], 2, "{:?}", report.counts);
+    let breaks: u64 = (report.counts.iter())
+        .filter(|(class, _)| *class != "matched")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(breaks, 0, "{:?}", report.counts);
+}

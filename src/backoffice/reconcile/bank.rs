@@ -49,10 +49,68 @@ struct Ours {
     account: u64,
     digits: u8,
     approved: bool,
+    /// An advice (`0120`, `0220` and repeats): a line of its kind matches it first.
+    advice: bool,
     /// Set once a line matched it, with a digest of that line's content (a second
     /// line with the key is a repeat of it, or a duplicate).
     matched: bool,
     line: u64,
+}
+
+/// The day's decisions by key digest. Nearly every key has one; a key with more (a
+/// stand-in advice after the request the switch declined, a correction after a full
+/// reversal) keeps the others beside it in journal order, so each decision is paired
+/// with its own line and ends in exactly one class.
+#[derive(Default)]
+struct Decisions {
+    first: HashMap<u128, Ours>,
+    more: HashMap<u128, Vec<Ours>>,
+}
+
+impl Decisions {
+    fn add(&mut self, digest: u128, ours: Ours) {
+        match self.first.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(digest).or_default().push(ours);
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(ours);
+            }
+        }
+    }
+
+    fn contains(&self, digest: u128) -> bool {
+        self.first.contains_key(&digest)
+    }
+
+    /// The decision a line matches: the first unmatched one of the line's kind
+    /// (advice or not), else the first unmatched one.
+    fn pick(&mut self, digest: u128, advice: bool) -> Option<&mut Ours> {
+        let first = self.first.get_mut(&digest)?;
+        let more = self.more.get_mut(&digest);
+        let all = std::iter::once(first).chain(more.into_iter().flat_map(|m| m.iter_mut()));
+        let open: Vec<&mut Ours> = all.filter(|o| !o.matched).collect();
+        let kind = open.iter().position(|o| o.advice == advice);
+        open.into_iter().nth(kind.unwrap_or(0))
+    }
+
+    /// Whether a line with this content matched one of the key's decisions already.
+    fn matched_content(&self, digest: u128, content: u64) -> bool {
+        let first = self.first.get(&digest);
+        let more = self.more.get(&digest).into_iter().flatten();
+        first
+            .into_iter()
+            .chain(more)
+            .any(|o| o.matched && o.line == content)
+    }
+
+    /// The `n`th decision with this key digest (0: the first).
+    fn nth(&self, digest: u128, n: usize) -> Option<&Ours> {
+        match n {
+            0 => self.first.get(&digest),
+            n => self.more.get(&digest)?.get(n - 1),
+        }
+    }
 }
 
 impl Ours {
@@ -67,6 +125,7 @@ impl Ours {
             account,
             digits,
             approved: decision.code.as_str() == "00",
+            advice: decision.mti.as_bytes().get(2) == Some(&b'2'),
             matched: false,
             line: 0,
         }
@@ -193,11 +252,11 @@ fn decisions(
     books: &Books<'_>,
     bank: &Bank,
     day: &ClosedDay,
-) -> Result<HashMap<u128, Ours>, BackofficeError> {
-    let mut ours = HashMap::new();
+) -> Result<Decisions, BackofficeError> {
+    let mut ours = Decisions::default();
     for_each_decision(books, day, |decision| {
         if is_banks(decision, bank) {
-            ours.insert(key_digest(&decision.key.0), Ours::of(decision));
+            ours.add(key_digest(&decision.key.0), Ours::of(decision));
         }
     })?;
     Ok(ours)
@@ -276,11 +335,7 @@ impl<'a> Matching<'a> {
         }
     }
 
-    fn line(
-        &mut self,
-        line: &BankLine,
-        ours: &mut HashMap<u128, Ours>,
-    ) -> Result<(), BackofficeError> {
+    fn line(&mut self, line: &BankLine, ours: &mut Decisions) -> Result<(), BackofficeError> {
         if line.class() == 8 {
             self.ignored += 1;
             return Ok(());
@@ -294,11 +349,13 @@ impl<'a> Matching<'a> {
         );
         let digest = key_digest(&key.0);
         let content = content_digest(line);
-        if let Some(o) = ours.get_mut(&digest) {
-            if o.matched {
-                self.again(&key, line, o.line == content);
+        if ours.contains(digest) {
+            let advice = line.mti.as_bytes().get(2) == Some(&b'2');
+            let Some(o) = ours.pick(digest, advice) else {
+                let same = ours.matched_content(digest, content);
+                self.again(&key, line, same);
                 return Ok(());
-            }
+            };
             o.matched = true;
             o.line = content;
             let class = compare(line, o.approved, o.amount, |a| o.same_account(a));
@@ -377,15 +434,24 @@ impl<'a> Matching<'a> {
         books: &Books<'_>,
         bank: &Bank,
         day: &ClosedDay,
-        ours: &HashMap<u128, Ours>,
+        ours: &Decisions,
     ) -> Result<(), BackofficeError> {
         let mut missing = Vec::new();
+        let mut nth: HashMap<u128, usize> = HashMap::new();
         for_each_decision(books, day, |decision| {
             if !is_banks(decision, bank) {
                 return;
             }
             let digest = key_digest(&decision.key.0);
-            if ours.get(&digest).is_some_and(|o| !o.matched) {
+            let n = match ours.more.contains_key(&digest) {
+                true => {
+                    let count = nth.entry(digest).or_default();
+                    *count += 1;
+                    *count - 1
+                }
+                false => 0,
+            };
+            if ours.nth(digest, n).is_some_and(|o| !o.matched) {
                 missing.push(decision.clone());
             }
         })?;
