@@ -267,6 +267,27 @@ fn a_day_with_open_breaks_is_not_settled() {
             .contains("is not reconciled (breaks open)"),
         "{refused}"
     );
+
+    // The next day has no traffic: reconciled with an empty file, it settles into a
+    // JSON file of zero and no pain.001 (which needs at least one transfer).
+    let quiet = days::close(&config, "tester").expect("close").closed;
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "business_day,mti,processing_code,acquirer_id,terminal,stan,transmission,rrn,account,amount,currency,response_code,confirmation\n")
+        .expect("file");
+    let party = replenish::backoffice::reconcile::Party::Bank("acquirer");
+    replenish::backoffice::reconcile::reconcile_file(&config, &empty, party, &quiet)
+        .expect("reconcile");
+    let out = dir.path().join("out");
+    let written = settle::settle(&config, "acquirer", &quiet, &out).expect("settled");
+    assert_eq!(written.files.len(), 1, "{:?}", written.files);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&written.files[0]).expect("json"))
+            .expect("valid");
+    assert_eq!(
+        (json["total"].as_u64(), json["transactions"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(json["currency"], "840");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,12 @@ fn split_day(
             *tally.parties.entry(party).or_default() += amount;
         }
     })?;
+    if tallies.is_empty() {
+        // A day with nothing to split still has its file, saying so (in the first
+        // currency the switch accepts); no pain.001 is written for it.
+        let currency = (config.limits.currencies.first().cloned()).unwrap_or_default();
+        tallies.insert(currency, Tally::default());
+    }
     let settlements = (tallies.into_iter())
         .map(|(currency, tally)| Settlement {
             bank: bank.name.clone(),
@@ -163,12 +169,13 @@ fn write(
         };
         let json = serde_json::to_string_pretty(settlement)
             .map_err(|e| BackofficeError::Remote(e.to_string()))?;
-        let xml = pain001::document(settlement, debtor, config, settled.at_ms)
-            .map_err(BackofficeError::Refused)?;
-        for (name, text) in [
-            (format!("{stem}.json"), json + "\n"),
-            (format!("{stem}.pain.001.xml"), xml),
-        ] {
+        let mut contents = vec![(format!("{stem}.json"), json + "\n")];
+        if settlement.parties.iter().any(|p| p.amount > 0) {
+            let xml = pain001::document(settlement, debtor, config, settled.at_ms)
+                .map_err(BackofficeError::Refused)?;
+            contents.push((format!("{stem}.pain.001.xml"), xml));
+        }
+        for (name, text) in contents {
             let path = out.join(name);
             crate::durable::datadir::write_durably(&path, text.as_bytes())
                 .map_err(|e| BackofficeError::Remote(format!("{}: {e}", path.display())))?;

@@ -204,8 +204,15 @@ fn cut(text: &str, max: usize) -> String {
 fn max34(text: &str) -> String {
     cut(text, 34)
 }
+/// An identifier of at most 35 characters (the XSD's Max35Text). A longer one keeps
+/// its first 26 characters and adds `-` and 8 hex digits of its SHA-256, so two long
+/// names with a common start still give two identifiers.
 fn max35(text: &str) -> String {
-    cut(text, 35)
+    if text.chars().count() <= 35 {
+        return text.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    format!("{}-{}", cut(text, 26), &hex::encode(digest)[..8])
 }
 fn max70(text: &str) -> String {
     cut(text, 70)
@@ -214,6 +221,18 @@ fn max70(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_identifiers_stay_distinct_within_35_characters() {
+        let a = max35("2026-12-04-retailer:Corner Stores of the Pacific North");
+        let b = max35("2026-12-04-retailer:Corner Stores of the Pacific South");
+        assert!(a.chars().count() <= 35 && b.chars().count() <= 35);
+        assert_ne!(a, b);
+        assert_eq!(
+            max35("RPL-acquirer-2026-12-04-840"),
+            "RPL-acquirer-2026-12-04-840"
+        );
+    }
 
     #[test]
     fn amounts_take_the_currency_s_minor_digits() {
