@@ -744,3 +744,40 @@ async fn a_stand_in_advice_after_a_declined_request_pairs_each_decision_with_its
         .sum();
     assert_eq!(breaks, 0, "{:?}", report.counts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_in_two_days_files_is_a_duplicate_in_whichever_is_reconciled_second() {
+    for d_first in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = config_text(dir.path(), free_port());
+        let config = Config::from_toml(&text, "t.toml").expect("config");
+        import_samples(&config);
+        let switch = Switch::start(config).await;
+        let mut client = Client::connect(switch.addr).await;
+        let request = support::request(1, 2500, support::ACTIVE);
+        let response = client.exchange(&request).await;
+        assert_eq!(response.text(39), Some("00"));
+        let config = switch.stop().await;
+        let day = days::close(&config, "tester").expect("close").closed;
+        let next = days::close(&config, "tester").expect("close").closed;
+        let seen = Seen { request, response };
+        let reconcile = |on: &str| {
+            let mut line = bank_line(on, &seen);
+            line[0] = on.to_owned();
+            let file = dir.path().join(format!("bank-{on}.csv"));
+            write_file(&file, &[line]);
+            reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), on)
+                .expect("reconciled")
+        };
+        let (first, second) = match d_first {
+            true => (reconcile(&day), reconcile(&next)),
+            false => (reconcile(&next), reconcile(&day)),
+        };
+        assert_eq!(first.counts["matched"], 1, "{d_first}: {:?}", first.counts);
+        assert_eq!(
+            second.counts["duplicate_in_file"], 1,
+            "{d_first}: {:?}",
+            second.counts
+        );
+    }
+}

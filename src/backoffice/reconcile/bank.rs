@@ -166,6 +166,7 @@ pub fn reconcile(
     let file_sha256 = super::sha256_file(path)?;
     let mut ours = decisions(books, bank, day)?;
     let mut matching = Matching::new(bank, &day.day, books);
+    matching.next_door()?;
     let reader = file::open(path).map_err(BackofficeError::Input)?;
     let mut failure = None;
     let (lines, _) = file::read(reader, layout, |line| {
@@ -316,6 +317,9 @@ struct Matching<'a> {
     repeats: u64,
     ignored: u64,
     other_day: Vec<OtherDay>,
+    /// Keys of this day's decisions that the adjacent days' files listed (matched there
+    /// as crossing the cutover): a line for one here too lists it twice.
+    listed_next_door: HashSet<String>,
 }
 
 impl<'a> Matching<'a> {
@@ -332,7 +336,40 @@ impl<'a> Matching<'a> {
             repeats: 0,
             ignored: 0,
             other_day: Vec::new(),
+            listed_next_door: HashSet::new(),
         }
+    }
+
+    /// Loads what the adjacent days' reconciliations matched of this day.
+    fn next_door(&mut self) -> Result<(), BackofficeError> {
+        for shift in [-1i64, 1] {
+            let Some(other) = crate::vocab::calendar::parse_day(self.day)
+                .and_then(|d| d.checked_add_signed(chrono::TimeDelta::days(shift)))
+            else {
+                continue;
+            };
+            let other = crate::vocab::calendar::label(other);
+            let store = self.books.store;
+            self.listed_next_door.extend(store.matched_from_other_days(
+                Side::Bank,
+                self.party,
+                &other,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Whether the decision's own day was reconciled with a file that listed it (the
+    /// run found no `missing_at_bank` for it).
+    fn listed_on_its_day(&self, key: &TransactionKey, day: &str) -> Result<bool, BackofficeError> {
+        let store = self.books.store;
+        if store.reconciliation(Side::Bank, self.party, day)?.is_none() {
+            return Ok(false);
+        }
+        let breaks = store.breaks_of(Side::Bank, &key.0)?;
+        Ok(!breaks
+            .iter()
+            .any(|b| b.found.day == day && b.found.class == "missing_at_bank"))
     }
 
     fn line(&mut self, line: &BankLine, ours: &mut Decisions) -> Result<(), BackofficeError> {
@@ -358,6 +395,10 @@ impl<'a> Matching<'a> {
             };
             o.matched = true;
             o.line = content;
+            if self.listed_next_door.contains(&key.0) {
+                self.found("duplicate_in_file", &key, Some(line), None);
+                return Ok(());
+            }
             let class = compare(line, o.approved, o.amount, |a| o.same_account(a));
             if class == "matched" {
                 *self.counts.entry(class).or_default() += 1;
@@ -374,7 +415,11 @@ impl<'a> Matching<'a> {
         self.seen.insert(digest, content);
         match self.books.store.transaction(&key)? {
             Some(entry) if !entry.business_day.is_empty() && entry.business_day != self.day => {
-                self.other_day(&key, line, &entry);
+                if self.listed_on_its_day(&key, &entry.business_day)? {
+                    self.found("duplicate_in_file", &key, Some(line), None);
+                } else {
+                    self.other_day(&key, line, &entry);
+                }
             }
             _ => self.found("missing_at_switch", &key, Some(line), None),
         }

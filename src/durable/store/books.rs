@@ -163,6 +163,22 @@ impl Store {
         let k = self::key("mx/", &format!("{}/{party}/{day}/{key}", side.as_str()));
         Ok(self.db.contains_key(k)?)
     }
+
+    /// The keys of other days' decisions that `party`'s reconciliation of `day` matched.
+    pub fn matched_from_other_days(
+        &self,
+        side: Side,
+        party: &str,
+        day: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = self::key("mx/", &format!("{}/{party}/{day}/", side.as_str()));
+        let mut keys = Vec::new();
+        for entry in self.db.scan_prefix(&prefix) {
+            let (k, _) = entry?;
+            keys.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(keys)
+    }
 }
 
 impl Store {
