@@ -215,13 +215,9 @@ async fn deliver_notifications(decider: Arc<Decider>, email: EmailConfig, stop: 
         let (decider, email) = (decider.clone(), email.clone());
         let delivered = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
-            let attempts = crate::notify::deliver_due(decider.store(), &email, now)
+            let mut journal = |attempt| decider.journal_records(&[attempt]).map(|_| ());
+            crate::notify::deliver_due(decider.store(), &email, now, &mut journal)
                 .map_err(|e| e.to_string())?;
-            if !attempts.is_empty() {
-                decider
-                    .journal_records(&attempts)
-                    .map_err(|e| e.to_string())?;
-            }
             Ok::<(), String>(())
         })
         .await;

@@ -29,14 +29,16 @@ fn due_at(item: &NotificationItem) -> i64 {
     item.last_attempt_ms.saturating_add(backoff)
 }
 
-/// Sends every email notification that is due at `now_ms`; returns the attempts to
-/// journal (the caller journals them: sent ones are never sent again).
-pub fn deliver_due(
+/// Sends every email that is due and hands each attempt to `journal` as soon as it is
+/// made (so a crash in the middle of a batch re-sends at most the one in flight).
+/// Returns how many were attempted; stops at the first `journal` error.
+pub fn deliver_due<E: From<StoreError>>(
     store: &Store,
     email: &EmailConfig,
     now_ms: i64,
-) -> Result<Vec<Record>, StoreError> {
-    let mut attempts = Vec::new();
+    journal: &mut dyn FnMut(Record) -> Result<(), E>,
+) -> Result<usize, E> {
+    let mut attempted = 0;
     for item in store.notifications()? {
         if item.sent_ms.is_some() || item.notification.channel != "email" || due_at(&item) > now_ms
         {
@@ -51,11 +53,12 @@ pub fn deliver_due(
                 item.notification.subject
             ),
         }
-        attempts.push(Record::NotificationAttempt(NotificationAttempt {
+        journal(Record::NotificationAttempt(NotificationAttempt {
             id: item.id,
             at_ms: chrono::Utc::now().timestamp_millis(),
             error,
-        }));
+        }))?;
+        attempted += 1;
     }
-    Ok(attempts)
+    Ok(attempted)
 }

@@ -455,9 +455,9 @@ fn deliver_now(books: &Books<'_>, config: &Config) {
         return;
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let delivered = crate::notify::deliver_due(books.store, email, now)
-        .map_err(BackofficeError::from)
-        .and_then(|attempts| (books.commit)(&attempts));
+    let mut journal = |attempt| (books.commit)(&[attempt]).map(|_| ());
+    let delivered =
+        crate::notify::deliver_due::<BackofficeError>(books.store, email, now, &mut journal);
     if let Err(e) = delivered {
         tracing::warn!("notifications: {e}");
     }
