@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::vocab::calendar::Calendar;
 use crate::vocab::fees::Schedule;
+use crate::vocab::products::{PinsConfig, Product};
 
 use crate::wire::framing::LengthHeader;
 use crate::wire::iso8583::Spec;
@@ -81,6 +82,12 @@ pub struct Config {
     /// `127.0.0.1:8080`.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Products sold as PINs at the point of sale (`[[product]]`, BACKOFFICE.md §5).
+    #[serde(default)]
+    pub product: Vec<Product>,
+    /// PIN settings (`[pins]`).
+    #[serde(default)]
+    pub pins: PinsConfig,
 }
 
 /// The operators' console (`[console]`).
@@ -727,12 +734,61 @@ impl Config {
             email.validate().map_err(|e| format!("notify.email.{e}"))?;
         }
         self.validate_payees()?;
+        self.validate_products()?;
         if let Some(level) = &self.logs.level {
             level
                 .parse::<tracing::Level>()
                 .map_err(|_| format!("logs.level: {level:?} is not error/warn/info/debug/trace"))?;
         }
         Ok(())
+    }
+
+    fn validate_products(&self) -> Result<(), String> {
+        unique("product sku", self.product.iter().map(|p| p.sku.as_str()))?;
+        let every_carrier = self
+            .engine
+            .iter()
+            .any(|e| e.carriers.iter().any(|c| c == "*"));
+        for product in &self.product {
+            let at = |e: String| format!("product {:?}: {e}", product.sku);
+            product.validate().map_err(at)?;
+            let served = every_carrier
+                || (self.engine.iter()).any(|e| e.carriers.contains(&product.carrier));
+            if !served {
+                return Err(at(format!(
+                    "carrier: no [[engine]] serves {:?}",
+                    product.carrier
+                )));
+            }
+            if !self.limits.currencies.contains(&product.currency) {
+                return Err(at(format!(
+                    "currency: {} is not in limits.currencies",
+                    product.currency
+                )));
+            }
+        }
+        if let Some((a, b)) = crate::vocab::products::overlapping(&self.product) {
+            return Err(format!(
+                "product {:?}: card_prefix {} overlaps product {:?}'s {}",
+                b.sku, b.card_prefix, a.sku, a.card_prefix
+            ));
+        }
+        Ok(())
+    }
+
+    /// The product whose cards start `pan`'s digits, if any.
+    pub fn product_of(&self, pan: &str) -> Option<&Product> {
+        self.product.iter().find(|p| p.issued(pan))
+    }
+
+    /// The product with `sku`.
+    pub fn find_product(&self, sku: &str) -> Option<&Product> {
+        self.product.iter().find(|p| p.sku == sku)
+    }
+
+    /// The PIN key file: `[pins] key_file`, else `pin.key` in the data directory.
+    pub fn pin_key_file(&self) -> PathBuf {
+        (self.pins.key_file.clone()).unwrap_or_else(|| self.data_dir.join("pin.key"))
     }
 
     fn validate_banks(&self) -> Result<(), String> {

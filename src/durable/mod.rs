@@ -3,7 +3,8 @@
 //! trail), the [`record`]s it holds, the sled indexes derived from it ([`store`], the
 //! only module that imports sled), the [`indexer`] that keeps them up with the journal,
 //! the exception and fraud logs ([`exceptions`]), the hand-off of durable credits to
-//! the forwarders ([`handoff`]) and the data directory that holds it all ([`datadir`]).
+//! the forwarders ([`handoff`]), the data directory that holds it all ([`datadir`]) and the
+//! keys that seal voucher PINs in it ([`vault`]).
 //!
 //! May import: [`crate::vocab`], [`crate::wire`], [`crate::config`].
 
@@ -14,3 +15,4 @@ pub mod indexer;
 pub mod journal;
 pub mod record;
 pub mod store;
+pub mod vault;

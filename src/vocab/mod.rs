@@ -2,7 +2,8 @@
 //! matches repeats ([`key`]), the response codes and decline reasons ([`codes`]),
 //! prepaid accounts, locations and their daily usage ([`accounts`]), confirmation
 //! numbers ([`confirmation`]), business days ([`calendar`]), fees ([`fees`]) and the
-//! console's users, clients, approvals and audit trail ([`people`]). Records carry these, the switch decides with them and the
+//! console's users, clients, approvals and audit trail ([`people`]), and the products
+//! of PIN sales ([`products`]). Records carry these, the switch decides with them and the
 //! operators see them, so they live below all three.
 //!
 //! May import: [`crate::wire`].
@@ -14,3 +15,4 @@ pub mod confirmation;
 pub mod fees;
 pub mod key;
 pub mod people;
+pub mod products;
