@@ -28,6 +28,7 @@ pub mod engine;
 pub mod logging;
 pub mod notify;
 pub mod operate;
+pub mod pins;
 pub mod server;
 pub mod switch;
 pub mod tools;

@@ -101,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
+    /// Voucher PINs of the products sold at the point of sale: `import`, `stock`.
+    Pins {
+        #[command(subcommand)]
+        action: PinsAction,
+    },
     /// Machine clients with a bearer token (an IVR, a channel gateway): `add`.
     Clients {
         #[command(subcommand)]
@@ -419,6 +424,31 @@ enum UsersAction {
 }
 
 #[derive(Subcommand)]
+enum PinsAction {
+    /// Import a product's PINs from a CSV file (`serial,pin[,expiry]`): checked whole,
+    /// sealed, in stock whole or not at all.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The product's SKU.
+        #[arg(long)]
+        sku: String,
+        /// Config naming the data directory and the products.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Each product's stock: available, sold, voided.
+    Stock {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Config naming the data directory and the products.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClientsAction {
     /// Add a machine client; prints its bearer token once (only its hash is kept).
     Add {
@@ -729,6 +759,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Day { action } => day(action),
         Command::Users { action } => users(action),
         Command::Clients { action } => clients(action),
+        Command::Pins { action } => pins(action),
         Command::Reconcile { side } => reconcile(side),
         Command::Report { kind } => report(kind),
         Command::Settle {
@@ -924,6 +955,40 @@ fn users(action: UsersAction) -> Result<(), Failure> {
             let config = load_config(config.as_deref())?;
             users::disable_user(&config, &name, &cli_user())?;
             println!("user {name} disabled");
+        }
+    }
+    Ok(())
+}
+
+fn pins(action: PinsAction) -> Result<(), Failure> {
+    use replenish::pins::{self, PinsError};
+    let failed = |e: PinsError| match e {
+        PinsError::Input(message) => Failure::Input(message),
+        other => Failure::Other(other.to_string()),
+    };
+    match action {
+        PinsAction::Import { file, sku, config } => {
+            let config = load_config(config.as_deref())?;
+            let count = pins::import(&config, &file, &sku, &cli_user()).map_err(failed)?;
+            println!("{}: {count} PIN(s) of {sku} in stock", file.display());
+        }
+        PinsAction::Stock { json, config } => {
+            let config = load_config(config.as_deref())?;
+            let stock = pins::stock(&config).map_err(failed)?;
+            if json {
+                println!("{}", to_json(&stock)?);
+            } else {
+                println!(
+                    "{:<20} {:>10} {:>10} {:>10}",
+                    "SKU", "AVAILABLE", "SOLD", "VOIDED"
+                );
+                for line in stock {
+                    println!(
+                        "{:<20} {:>10} {:>10} {:>10}",
+                        line.sku, line.available, line.sold, line.voided
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -188,3 +188,154 @@ fn a_short_operator_token_stops_serve_with_exit_2_naming_the_file() {
     );
     assert!(!dir.path().join("data").exists(), "nothing was started");
 }
+
+#[test]
+fn pins_are_imported_whole_sealed_and_counted_in_stock() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("fixtures/configs/pins.toml");
+    let config = config.to_str().expect("path");
+    let batch = root.join("fixtures/pins/card-a-25.csv");
+    let batch = batch.to_str().expect("path");
+    let stock = |dir: &Path| -> serde_json::Value {
+        let output = replenish(&["pins", "stock", "--json", "--config", config], dir);
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_str(text(&output.stdout).trim()).expect("stock JSON")
+    };
+
+    let output = replenish(
+        &[
+            "pins",
+            "import",
+            batch,
+            "--sku",
+            "CARD-A-25",
+            "--config",
+            config,
+        ],
+        dir.path(),
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(text(&output.stdout).contains("25 PIN(s) of CARD-A-25 in stock"));
+    let counted = stock(dir.path());
+    assert_eq!(
+        counted[0],
+        serde_json::json!({"sku": "CARD-A-25", "available": 25, "sold": 0, "voided": 0})
+    );
+    assert_eq!(
+        counted[1]["available"], 0,
+        "the generated product has no stock"
+    );
+
+    // The same batch again: every serial is in stock already; nothing is imported.
+    let output = replenish(
+        &[
+            "pins",
+            "import",
+            batch,
+            "--sku",
+            "CARD-A-25",
+            "--config",
+            config,
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{batch}:2: serial: CA25-000001 is in stock already"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{batch}:26: ")), "{stderr}");
+    // A new serial with a PIN already in stock, and bad lines: named, nothing imported.
+    let first_pin = std::fs::read_to_string(batch)
+        .expect("batch")
+        .lines()
+        .nth(1)
+        .expect("line")
+        .split(',')
+        .nth(1)
+        .expect("pin")
+        .to_owned();
+    let other = dir.path().join("other.csv");
+    std::fs::write(
+        &other,
+        format!("serial,pin\nNEW-1,{first_pin}\nNEW-2,12ab\nNEW-3,99998888777\n"),
+    )
+    .expect("file");
+    let output = replenish(
+        &[
+            "pins",
+            "import",
+            "other.csv",
+            "--sku",
+            "CARD-A-25",
+            "--config",
+            config,
+        ],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("other.csv:2: pin: in stock already (serial CA25-000001)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("other.csv:3: pin: 4 to 32 digits"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&first_pin), "no PIN in an error: {stderr}");
+    assert_eq!(stock(dir.path())[0]["available"], 25, "nothing imported");
+    let output = replenish(
+        &[
+            "pins",
+            "import",
+            batch,
+            "--sku",
+            "CARD-B-10",
+            "--config",
+            config,
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a generated product takes no import: {output:?}"
+    );
+
+    // No PIN in clear anywhere in the data directory; the key file is the switch's alone.
+    let key = dir.path().join("data/pin.key");
+    let mode = std::fs::metadata(&key)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pins: Vec<String> = std::fs::read_to_string(batch)
+        .expect("batch")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1).map(str::to_owned))
+        .collect();
+    let mut files = vec![dir.path().join("data")];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .expect("dir")
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("file");
+        for pin in &pins {
+            let found = bytes.windows(pin.len()).any(|w| w == pin.as_bytes());
+            assert!(!found, "{} holds a PIN in clear", path.display());
+        }
+    }
+}

@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "config",
     "durable",
     "engine",
+    "pins",
     "switch",
     "acquirer",
     "operate",

@@ -55,6 +55,9 @@ pub enum Record {
     NotificationAttempt(NotificationAttempt),
     /// A bank's business day settled: each currency's split by party.
     Settled(Box<SettledDay>),
+    /// Voucher PINs added to a product's stock (`pins import`), sealed: one file, one
+    /// record, so a batch is in stock whole or not at all.
+    PinsImported(Box<PinBatch>),
     /// A console user added or changed (`users add`, `users disable`).
     UserSaved(Box<Saved<User>>),
     /// A machine client added or changed (`clients add`).
@@ -66,6 +69,35 @@ pub enum Record {
     ApprovalSaved(Box<Saved<people::Approval>>),
     /// Something done on the console that changes no state (a sign-in, a refusal).
     Audited(Box<Audit>),
+}
+
+/// A batch of voucher PINs imported into a product's stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinBatch {
+    /// The product.
+    pub sku: String,
+    /// The file it came from (its name only).
+    pub file: String,
+    /// Who imported it.
+    pub by: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The PINs.
+    pub pins: Vec<StoredPin>,
+}
+
+/// A voucher PIN as it is kept: never in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPin {
+    /// The serial printed on the voucher (what reports and lookups show).
+    pub serial: String,
+    /// The PIN, sealed (AES-256-GCM, bound to the serial).
+    pub sealed: crate::durable::vault::Sealed,
+    /// The PIN's keyed digest: how a PIN already in stock is recognised.
+    pub digest: String,
+    /// Last valid day, `YYYY-MM-DD`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
 }
 
 /// A console change: the item as it stands after it, and the audit entry saying who

@@ -8,8 +8,10 @@
 
 mod books;
 mod people;
+mod pins;
 
 pub use books::{BreakItem, ClosedDay, NotificationItem, OpenDay};
+pub use pins::{PinItem, PinState, Stock};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -545,6 +547,10 @@ impl<'a> BatchBuilder<'a> {
             }
             Record::Audited(audit) => {
                 self.audited(seq, audit);
+                Ok(())
+            }
+            Record::PinsImported(batch) => {
+                self.pins_imported(batch);
                 Ok(())
             }
             Record::LocationsImported { locations } => {
