@@ -437,6 +437,12 @@ enum PinsAction {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Seal every PIN in stock again under a new key (the old key is kept beside it).
+    Rekey {
+        /// Config naming the data directory and the products.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Each product's stock: available, sold, voided.
     Stock {
         /// One JSON array instead of a table.
@@ -971,6 +977,14 @@ fn pins(action: PinsAction) -> Result<(), Failure> {
             let config = load_config(config.as_deref())?;
             let count = pins::import(&config, &file, &sku, &cli_user()).map_err(failed)?;
             println!("{}: {count} PIN(s) of {sku} in stock", file.display());
+        }
+        PinsAction::Rekey { config } => {
+            let config = load_config(config.as_deref())?;
+            let (id, count) = pins::rekey(&config).map_err(failed)?;
+            println!(
+                "PIN key {id} is current; {count} PIN(s) in stock sealed again under it (the \
+                 old key stays beside it for the PINs sold under it)"
+            );
         }
         PinsAction::Stock { json, config } => {
             let config = load_config(config.as_deref())?;

@@ -338,4 +338,32 @@ fn pins_are_imported_whole_sealed_and_counted_in_stock() {
             assert!(!found, "{} holds a PIN in clear", path.display());
         }
     }
+
+    // A new key: the stock is sealed again under it and every PIN still opens to itself.
+    let output = replenish(&["pins", "rekey", "--config", config], dir.path());
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stdout).contains("25 PIN(s) in stock sealed again"),
+        "{output:?}"
+    );
+    assert_eq!(stock(dir.path())[0]["available"], 25);
+    let mut loaded = replenish::config::Config::load(Path::new(config)).expect("config");
+    loaded.data_dir = dir.path().join("data");
+    let vault =
+        replenish::durable::vault::Vault::open_or_create(&loaded.pin_key_file()).expect("vault");
+    let data = replenish::durable::datadir::DataDir::open(&loaded).expect("data");
+    let items = data.store.pins("CARD-A-25").expect("pins");
+    data.close().expect("closed");
+    let batch_text = std::fs::read_to_string(batch).expect("batch");
+    for (item, line) in items.iter().zip(batch_text.lines().skip(1)) {
+        assert_eq!(item.sealed.key, vault.current(), "sealed under the new key");
+        let pin = vault.open(&item.serial, &item.sealed).expect("opens");
+        assert_eq!(line, format!("{},{pin},2027-12-31", item.serial));
+    }
+    let retired = std::fs::read_dir(dir.path().join("data"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pin.key."))
+        .count();
+    assert_eq!(retired, 1, "the old key is kept beside the new one");
 }

@@ -58,6 +58,8 @@ pub enum Record {
     /// Voucher PINs added to a product's stock (`pins import`), sealed: one file, one
     /// record, so a batch is in stock whole or not at all.
     PinsImported(Box<PinBatch>),
+    /// PINs in stock sealed again under a new key (`pins rekey`).
+    PinsResealed(Box<Resealed>),
     /// A console user added or changed (`users add`, `users disable`).
     UserSaved(Box<Saved<User>>),
     /// A machine client added or changed (`clients add`).
@@ -84,6 +86,26 @@ pub struct PinBatch {
     pub at_ms: i64,
     /// The PINs.
     pub pins: Vec<StoredPin>,
+}
+
+/// PINs sealed again under a new key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resealed {
+    /// The new key's id.
+    pub key: String,
+    /// Each PIN's product, serial and new sealing.
+    pub pins: Vec<ResealedPin>,
+}
+
+/// One PIN sealed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealedPin {
+    /// The product.
+    pub sku: String,
+    /// The serial.
+    pub serial: String,
+    /// The PIN under the new key.
+    pub sealed: crate::durable::vault::Sealed,
 }
 
 /// A voucher PIN as it is kept: never in clear.

@@ -3,7 +3,8 @@
 //! (`replenish pins import FILE --sku SKU`: the whole file is checked first, every bad
 //! line named `FILE:LINE`, and a good file is one journal record, in stock whole or not
 //! at all), reports the stock (`replenish pins stock`) and seals the stock again under
-//! a new key (`replenish pins rekey`). The sale itself (drawing a PIN under the
+//! a new key (`replenish pins rekey`: in batches, each PIN opening under the old key or
+//! the new one at every moment, both kept). The sale itself (drawing a PIN under the
 //! decider's lock) is the next step of issue 17.
 //!
 //! May import: [`crate::durable`], [`crate::vocab`], [`crate::config`].
@@ -15,8 +16,8 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::durable::datadir::{DataDir, DataError};
-use crate::durable::record::{PinBatch, Record, StoredPin};
-use crate::durable::store::{Stock, StoreError};
+use crate::durable::record::{PinBatch, Record, Resealed, ResealedPin, StoredPin};
+use crate::durable::store::{PinState, Stock, StoreError};
 use crate::durable::vault::{Vault, VaultError};
 
 /// PINs one file may hold: a batch is one journal record (at most 1 MiB), so that it is
@@ -121,6 +122,46 @@ pub fn import(config: &Config, file: &Path, sku: &str, by: &str) -> Result<usize
     })();
     data.close()?;
     imported
+}
+
+/// Seals every PIN in stock again under a new key (the old key is kept beside the new
+/// one: sold PINs sealed under it still open for repeats). Returns the new key's id and
+/// how many PINs were sealed again.
+pub fn rekey(config: &Config) -> Result<(String, usize), PinsError> {
+    let data = DataDir::open(config)?;
+    let rekeyed = (|| {
+        let path = config.pin_key_file();
+        Vault::open_or_create(&path)?;
+        let id = Vault::rekey(&path)?;
+        let vault = Vault::open_or_create(&path)?;
+        let mut pins = Vec::new();
+        for product in &config.product {
+            for item in data.store.pins(&product.sku)? {
+                if item.state != PinState::Available || item.sealed.key == id {
+                    continue;
+                }
+                let pin = vault.open(&item.serial, &item.sealed)?;
+                pins.push(ResealedPin {
+                    sku: item.sku,
+                    sealed: vault.seal(&item.serial, &pin)?,
+                    serial: item.serial,
+                });
+            }
+        }
+        let count = pins.len();
+        let records: Vec<Record> = (pins.chunks(MAX_PER_FILE))
+            .map(|chunk| {
+                Record::PinsResealed(Box::new(Resealed {
+                    key: id.clone(),
+                    pins: chunk.to_vec(),
+                }))
+            })
+            .collect();
+        data.commit(&records)?;
+        Ok((id, count))
+    })();
+    data.close()?;
+    rekeyed
 }
 
 /// Every product's stock.

@@ -553,6 +553,7 @@ impl<'a> BatchBuilder<'a> {
                 self.pins_imported(batch);
                 Ok(())
             }
+            Record::PinsResealed(resealed) => self.pins_resealed(resealed),
             Record::LocationsImported { locations } => {
                 for location in locations {
                     self.put("l/", &location.id, location);

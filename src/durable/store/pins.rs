@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BatchBuilder, Store, StoreError, key};
-use crate::durable::record::PinBatch;
+use crate::durable::record::{PinBatch, Resealed};
 use crate::durable::vault::Sealed;
 
 /// Where a PIN stands.
@@ -87,6 +87,22 @@ impl Store {
 }
 
 impl BatchBuilder<'_> {
+    pub(super) fn pins_resealed(&mut self, resealed: &Resealed) -> Result<(), StoreError> {
+        for pin in &resealed.pins {
+            let k = key("pn/", &format!("{}/{}", pin.sku, pin.serial));
+            let current: Option<PinItem> = match self.writes.get(&k) {
+                Some(Some(bytes)) => Some(super::parse(&k, bytes)?),
+                Some(None) => None,
+                None => self.store.get_json(&k)?,
+            };
+            if let Some(mut item) = current {
+                item.sealed = pin.sealed.clone();
+                self.put_raw(k, super::json(&item));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn pins_imported(&mut self, batch: &PinBatch) {
         for pin in &batch.pins {
             let item = PinItem {
