@@ -54,6 +54,7 @@ fn approval(numbers: &ConfirmationNumbers, n: u64) -> Record {
         confirmation,
         processing_code: "280000".into(),
         rrn: format!("{:012}", n),
+        voucher: None,
     });
     decision.usage = Some(UsageChange {
         account,

@@ -82,6 +82,7 @@ fn approval(n: u64) -> Decision {
         confirmation,
         processing_code: "280000".into(),
         rrn: String::new(),
+        voucher: None,
     });
     decision
 }

@@ -81,9 +81,11 @@ pub async fn run_reporting(
     let data = DataDir::open_with(&config, Some(router))?;
     let unsent = Unsent::default();
     let forwarding = CancellationToken::new();
-    let engines = engine::start(plan, &data.journal, &data.store, &unsent, &forwarding)?;
-    let decider = Arc::new(decider(&config, &data, unsent)?);
+    let decider = Arc::new(decider(&config, &data, unsent.clone())?);
+    let vault = decider.catalog().vault().cloned();
+    let engines = engine::start(plan, &data.journal, &data.store, &unsent, vault, &forwarding)?;
     let metrics = Arc::new(Metrics::new());
+    decider.watch_stock(&metrics.pins_available());
     metrics.watch_engines(&engines);
     metrics.watch_index(&data.journal, &data.applied);
     metrics.watch_notifications(&data.store);

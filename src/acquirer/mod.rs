@@ -31,7 +31,7 @@ pub use responses::Responses;
 
 use crate::switch::classify::{Kind, NetworkAction, classify};
 use crate::switch::decide::{Decider, Link, Outcome, SwitchError};
-use crate::switch::respond::response;
+use crate::switch::respond::{response, with_pin};
 use crate::vocab::codes::ResponseCode;
 use crate::wire::framing::{Frame, FrameCodec};
 use crate::wire::iso8583::{self, DecodeError, Message, Spec};
@@ -265,7 +265,20 @@ async fn answer(
         repeat = outcome.repeat,
         "answered"
     );
-    let answer = response(request, outcome.code, outcome.confirmation.as_deref());
+    let mut answer = response(request, outcome.code, outcome.confirmation.as_deref());
+    if let (Some(voucher), Some(answer)) = (&outcome.voucher, answer.as_mut()) {
+        match context.decider.catalog().open(voucher) {
+            Ok(pin) => with_pin(answer, &pin, voucher.expiry.as_deref()),
+            Err(e) => {
+                // Sold and journaled, but the PIN cannot be given: the till is told the
+                // sale failed and reverses it, which voids the PIN.
+                error!(sku = voucher.sku, serial = voucher.serial, "PIN not answered: {e}");
+                answer.set(39, ResponseCode::Malfunction.as_str());
+                answer.remove(38);
+                answer.remove(62);
+            }
+        }
+    }
     send_response(&context.settings, answers, header, answer).await;
 }
 

@@ -419,6 +419,9 @@ pub struct Decision {
     /// A late original declined because of a reversal remembered by reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_for: Option<EarlyUsed>,
+    /// A PIN sold, voided or put back by this decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<PinMove>,
 }
 
 impl Decision {
@@ -457,6 +460,7 @@ impl Decision {
             touches: None,
             note: None,
             late_for: None,
+            pin: None,
         }
     }
 }
@@ -661,6 +665,41 @@ pub struct Credit {
     pub processing_code: String,
     /// DE37 of the request.
     pub rrn: String,
+    /// The PIN a point-of-sale sale drew (BACKOFFICE.md §5): its product, serial and
+    /// the PIN sealed; none for a replenishment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voucher: Option<Box<Voucher>>,
+}
+
+/// The PIN of a sale, as the journal, the index and the outbox keep it: never in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voucher {
+    /// The product.
+    pub sku: String,
+    /// The voucher's serial (in `generated` mode, the sale's confirmation number).
+    pub serial: String,
+    /// The PIN, sealed under the vault's key, bound to the serial.
+    pub pin: crate::durable::vault::Sealed,
+    /// Last valid day `YYYY-MM-DD`, when it has one (DE73 of the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
+    /// Made at sale time (`generated`): the engine is told the PIN, not the serial.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
+    /// The PIN's digest, for a generated PIN (no PIN is answered twice).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+}
+
+/// A PIN changing hands: sold by a sale, voided or put back in stock by its reversal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinMove {
+    /// The product.
+    pub sku: String,
+    /// The voucher's serial.
+    pub serial: String,
+    /// Where it stands after the decision.
+    pub to: crate::durable::store::PinState,
 }
 
 /// A message answered without a keyed decision.
@@ -925,6 +964,7 @@ mod tests {
             confirmation: confirmation.into(),
             processing_code: "280000".into(),
             rrn: "000000000001".into(),
+            voucher: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The messages the switch sends to a prepaid engine (DESIGN.md §4, outbound): the
 //! `0220` credit advice and its `0221` repeat, and `0800` network management. A credit
 //! carries DE3, DE4, DE7, DE11, DE37, DE49, DE62 (the confirmation number: the engine's
-//! idempotency key) and DE102 (the MIN); never a PAN or track data. DE11 is derived
+//! idempotency key) and DE102 (the MIN); never a PAN or track data. The `0220` of a
+//! PIN sale carries DE63 (the voucher's serial, or a generated PIN) and no DE102. DE11 is derived
 //! from the confirmation number so that every send of one credit, before and after a
 //! restart, carries the same DE11 and DE62.
 
@@ -37,7 +38,13 @@ pub fn credit(credit: &Credit, repeat: bool, now: DateTime<Utc>) -> Message {
     message.set(37, credit.rrn.clone());
     message.set(49, credit.currency.clone());
     message.set(62, credit.confirmation.clone());
-    message.set(102, credit.min.clone());
+    if let Some(voucher) = &credit.voucher {
+        // A PIN sale: the serial (a generated PIN's sale: the caller puts the PIN).
+        message.set(63, voucher.serial.clone());
+    }
+    if !credit.min.is_empty() {
+        message.set(102, credit.min.clone());
+    }
     message
 }
 
@@ -97,6 +104,7 @@ mod tests {
             confirmation: "476497846503".into(),
             processing_code: "280000".into(),
             rrn: "532709000417".into(),
+            voucher: None,
         }
     }
 

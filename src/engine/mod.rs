@@ -29,6 +29,8 @@ use crate::wire::iso8583::Spec;
 use link::{LinkHandle, LinkSettings};
 use outbox::{Forwarder, Tally};
 
+use crate::durable::vault::Vault;
+
 /// What the forwarders are started from: made before the data directory opens, so the
 /// indexer can route from its first batch.
 pub struct Plan {
@@ -95,6 +97,7 @@ pub fn start(
     journal: &Journal,
     store: &Store,
     unsent: &unsent::Unsent,
+    vault: Option<Arc<Vault>>,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Running>, EngineError> {
     let mut running = Vec::new();
@@ -109,6 +112,7 @@ pub fn start(
             tally: tally.clone(),
             unsent: unsent.clone(),
             crediting: Default::default(),
+            vault: vault.clone(),
         };
         let credits = store
             .outbox(&config.name)?

@@ -26,6 +26,7 @@ use super::backoff::Backoff;
 use super::link::{self, ExchangeError, LinkHandle};
 use super::unsent::{Fate, Unsent};
 use crate::config::BackoffConfig;
+use crate::durable::vault::Vault;
 use crate::durable::journal::Journal;
 use crate::durable::record::{Delivery, Record};
 use crate::wire::iso8583::Message;
@@ -73,6 +74,8 @@ pub struct Forwarder {
     pub unsent: Unsent,
     /// Credits sent or queued and not yet acknowledged.
     pub crediting: Crediting,
+    /// The PIN key, for the `0220` of a generated PIN's sale (DE63 is the PIN).
+    pub vault: Option<Arc<crate::durable::vault::Vault>>,
 }
 
 /// The confirmation numbers of credits not yet acknowledged, and a wake-up for the
@@ -183,7 +186,7 @@ impl Forwarder {
                 return self.finish(&item);
             }
             let link = &self.links[index];
-            let message = outbound_message(&item, repeat || attempt > 1);
+            let message = outbound_message(&item, repeat || attempt > 1, self.vault.as_deref());
             self.record_send(&confirmation, link, message.mti().as_str(), attempt);
             match link.exchange(message).await {
                 Ok(reply) if reply.text(39) == Some("00") => {
@@ -380,12 +383,26 @@ impl Pending {
 }
 
 /// The message of one attempt: `0220`/`0221` or `0420`/`0421`.
-fn outbound_message(item: &Outbound, repeat: bool) -> Message {
+fn outbound_message(item: &Outbound, repeat: bool, vault: Option<&Vault>) -> Message {
     let now = chrono::Utc::now();
-    match item {
-        Outbound::Credit(credit) => advice::credit(credit, repeat, now),
-        Outbound::Reversal(reversal) => advice::reversal(reversal, repeat, now),
+    let (mut message, credit) = match item {
+        Outbound::Credit(credit) => (advice::credit(credit, repeat, now), credit),
+        Outbound::Reversal(reversal) => (
+            advice::reversal(reversal, repeat, now),
+            &reversal.credit,
+        ),
+    };
+    if let Some(voucher) = credit.voucher.as_deref().filter(|v| v.generated) {
+        let pin = vault.ok_or_else(|| "no PIN key is open".to_owned()).and_then(|vault| {
+            (vault.open(&voucher.serial, &voucher.pin)).map_err(|e| e.to_string())
+        });
+        match pin {
+            Ok(pin) => message.set(63, pin),
+            // The engine is told the serial (the confirmation number) instead.
+            Err(e) => tracing::error!(serial = voucher.serial, "generated PIN not opened: {e}"),
+        }
     }
+    message
 }
 
 fn now_ms() -> u64 {

@@ -1,7 +1,7 @@
-//! What an operator watches: responses per acquirer link, MTI and response code, and per
+//! What an operator watches: responses per acquirer link, MTI and response code, per
 //! prepaid engine the outbox depth, the age of its oldest credit, first sends,
-//! retransmissions, acks and the state of each link. Served by [`super::http`] in the
-//! Prometheus text format on `GET /metrics` and as JSON on `GET /status` (the
+//! retransmissions, acks and the state of each link, and the PINs in stock per
+//! product. Served by [`super::http`] in the Prometheus text format on `GET /metrics` and as JSON on `GET /status` (the
 //! `[metrics] listen` address); `replenish status` reads the JSON and prints it for
 //! people.
 
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::acquirer::Responses;
+use crate::pins::shelf::Available;
 use crate::engine::Running;
 
 /// Labels of an engine gauge.
@@ -47,6 +48,7 @@ pub struct Metrics {
     index_lag: Gauge,
     emails_pending: Gauge,
     email_failures: Gauge,
+    pins_available: Available,
     store: Mutex<Option<crate::durable::store::Store>>,
     engines: Mutex<Vec<EngineView>>,
     index: Mutex<Option<IndexView>>,
@@ -168,8 +170,15 @@ impl Metrics {
             "Failed attempts to send emails (each is retried)",
             email_failures.clone(),
         );
+        let pins_available = Available::default();
+        registry.register(
+            "pins_available",
+            "PINs in stock per product (SKU)",
+            pins_available.family(),
+        );
         Metrics {
             registry,
+            pins_available,
             index_lag,
             emails_pending,
             email_failures,
@@ -189,6 +198,11 @@ impl Metrics {
     /// The counter of responses to acquirers, which the sessions count into.
     pub fn responses(&self) -> Responses {
         self.responses.clone()
+    }
+
+    /// The PINs-in-stock gauge, which the decider's shelf keeps.
+    pub fn pins_available(&self) -> Available {
+        self.pins_available.clone()
     }
 
     /// Follows the running engines.

@@ -4,10 +4,16 @@
 //! line named `FILE:LINE`, and a good file is one journal record, in stock whole or not
 //! at all), reports the stock (`replenish pins stock`) and seals the stock again under
 //! a new key (`replenish pins rekey`: in batches, each PIN opening under the old key or
-//! the new one at every moment, both kept). The sale itself (drawing a PIN under the
-//! decider's lock) is the next step of issue 17.
+//! the new one at every moment, both kept). For the sale itself it gives the decider
+//! its [`catalog::Catalog`] (products, vault, policy), its [`shelf::Shelf`] (the PINs
+//! in stock, drawn under the decider's lock) and [`make`] (PINs of `generated`
+//! products).
 //!
 //! May import: [`crate::durable`], [`crate::vocab`], [`crate::config`].
+
+pub mod catalog;
+pub mod make;
+pub mod shelf;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -285,6 +285,7 @@ impl Decider {
             confirmation: approval.confirmation.clone(),
             processing_code: owed.processing_code.clone(),
             rrn: owed.rrn.clone(),
+            voucher: None,
         };
         entry.queued = false;
         entry.confirmation = Some(approval.confirmation.clone());

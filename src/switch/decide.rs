@@ -23,10 +23,12 @@ use super::validate::{self, Facts, Replenishment, Rules};
 use crate::durable::datadir::DataError;
 use crate::durable::journal::{Journal, JournalError};
 use crate::durable::record::{
-    Approval, Credit, Decision, Early, EarlyUsed, Hold, Record, Rejection, ReversalEffect,
-    Standing, Summary, TransactionEntry, UsageChange,
+    Approval, Credit, Decision, Early, EarlyUsed, Hold, Notification, Record, Rejection,
+    ReversalEffect, Standing, Summary, TransactionEntry, UsageChange, Voucher,
 };
-use crate::durable::store::{MAX_PER_REFERENCE, Store, StoreError, reference_id};
+use crate::durable::store::{MAX_PER_REFERENCE, PinState, Store, StoreError, reference_id};
+use crate::pins::catalog::Catalog;
+use crate::pins::shelf::{Available, Shelf};
 use crate::engine::unsent::Unsent;
 use crate::vocab::accounts::{Account, Usage};
 use crate::vocab::calendar::Calendar;
@@ -90,6 +92,8 @@ pub struct Outcome {
     pub seq: u64,
     /// Whether this answers a repeat of an earlier decision (no new effect).
     pub repeat: bool,
+    /// The PIN of an approved sale (sealed): its answer carries it in DE63.
+    pub voucher: Option<Box<Voucher>>,
 }
 
 /// Why the decider could not decide: the message must not be answered (the acquirer
@@ -106,6 +110,9 @@ pub enum SwitchError {
     /// The data directory (its confirmation number key).
     #[error("{0}")]
     Data(#[from] DataError),
+    /// The PIN key (`[pins] key_file`).
+    #[error("PIN key: {0}")]
+    Vault(#[from] crate::durable::vault::VaultError),
 }
 
 /// The decider. Shared by every session (`Arc<Decider>`).
@@ -120,6 +127,7 @@ pub struct Decider {
     pub(super) unsent: Unsent,
     pub(super) policy: Policy,
     pub(super) calendar: Calendar,
+    pub(super) catalog: Catalog,
     state: Mutex<State>,
 }
 
@@ -154,6 +162,8 @@ pub(super) struct State {
     early: HashMap<String, Vec<(TransactionKey, Early)>>,
     /// The last confirmation counter issued.
     counter: u64,
+    /// The PINs in stock of the bucket products.
+    pub(super) shelf: Shelf,
     decisions: u64,
 }
 
@@ -232,12 +242,16 @@ pub struct Parts {
     pub policy: Policy,
     /// Business days (`[settlement]`).
     pub calendar: Calendar,
+    /// The PIN products (`[[product]]`), none on a switch that sells no PINs.
+    pub catalog: Catalog,
 }
 
 /// A decision being made: the record and the time it is made at.
 pub(super) struct Draft {
     pub(super) decision: Decision,
     pub(super) now: DateTime<Utc>,
+    /// An email to queue with the decision (a PIN product's low-stock alert).
+    pub(super) alert: Option<Notification>,
 }
 
 impl Decider {
@@ -246,6 +260,7 @@ impl Decider {
         let counter = parts.store.last_counter()?;
         let open = OpenDay::restore(&parts.store, &parts.calendar, (parts.clock)())?;
         let holds = parts.store.holds()?.into_iter().collect();
+        let shelf = Shelf::load(&parts.store, parts.catalog.products())?;
         let mut early: HashMap<String, Vec<(TransactionKey, Early)>> = HashMap::new();
         for (key, remembered) in parts.store.early_reversals()? {
             (early.entry(remembered.reference.clone()).or_default()).push((key, remembered));
@@ -261,11 +276,13 @@ impl Decider {
             unsent: parts.unsent,
             policy: parts.policy,
             calendar: parts.calendar,
+            catalog: parts.catalog,
             state: Mutex::new(State {
                 open,
                 holds,
                 early,
                 counter,
+                shelf,
                 ..State::default()
             }),
         })
@@ -289,6 +306,21 @@ impl Decider {
     /// The indexes.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The PIN products and their vault.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Shows each product's stock in `available` from now on.
+    pub fn watch_stock(&self, available: &Available) {
+        self.lock().shelf.watch(available);
+    }
+
+    /// PINs of `sku` in stock now.
+    pub fn available(&self, sku: &str) -> u64 {
+        self.lock().shelf.available(sku)
     }
 
     /// The confirmation numbers of this data directory.
@@ -337,6 +369,7 @@ impl Decider {
             confirmation: None,
             seq,
             repeat: false,
+            voucher: None,
         })
     }
 
@@ -350,10 +383,12 @@ impl Decider {
         let print = fingerprint(message);
         // Reference data changes only offline (imports need the data directory), so a
         // request's account and location are read before taking the lock.
+        let sale = kind == Kind::Financial && self.is_sale(message);
         let prefetched = match kind {
-            Kind::Financial | Kind::Authorization => Some(self.prefetch(message)),
+            Kind::Financial | Kind::Authorization if !sale => Some(self.prefetch(message)),
             _ => None,
         };
+        let location = sale.then(|| self.sale_location(message));
         let mut state = self.lock();
         let mut draft = self.draft(message, link, key.clone(), print.clone());
         draft.decision.business_day = self.business_day(&mut state, draft.now)?;
@@ -408,13 +443,16 @@ impl Decider {
                 );
             }
         }
-        match kind {
-            Kind::Financial | Kind::Authorization => {
+        match (kind, location) {
+            (Kind::Financial, Some(location)) => {
+                self.sell(&mut state, message, location, &mut draft)?;
+            }
+            (Kind::Financial | Kind::Authorization, _) => {
                 let prefetched = prefetched.unwrap_or_else(|| self.prefetch(message));
                 self.request(&mut state, prefetched, &mut draft, kind)?
             }
-            Kind::FinancialAdvice => self.advice(&mut state, message, link, &mut draft)?,
-            Kind::AuthorizationAdvice => {
+            (Kind::FinancialAdvice, _) => self.advice(&mut state, message, link, &mut draft)?,
+            (Kind::AuthorizationAdvice, _) => {
                 self.authorization_advice(&mut state, message, &mut draft)?
             }
             _ => self.reverse(&mut state, message, link, &mut draft)?,
@@ -432,7 +470,11 @@ impl Decider {
         );
         decision.at_ms = now.timestamp_millis();
         decision.day = day_of(now);
-        Draft { decision, now }
+        Draft {
+            decision,
+            now,
+            alert: None,
+        }
     }
 
     /// Journals a decision and remembers what it changed until the index has it.
@@ -444,6 +486,13 @@ impl Decider {
         let seq = self
             .journal
             .append(&Record::Decided(Box::new(decision.clone())).to_bytes())?;
+        if let Some(alert) = draft.alert {
+            self.journal
+                .append(&Record::NotificationQueued(Box::new(alert)).to_bytes())?;
+        }
+        if let Some(back) = decision.pin.as_ref().filter(|m| m.to == PinState::Available) {
+            state.shelf.put_back(&back.sku, &back.serial);
+        }
         let entry = TransactionEntry::of(seq, &decision);
         if decision.hold.is_some() {
             state.holds.insert(decision.key.clone(), entry.clone());
@@ -489,6 +538,7 @@ impl Decider {
             confirmation: decision.approval.map(|a| a.confirmation),
             seq,
             repeat: false,
+            voucher: decision.credit.and_then(|c| c.voucher),
         })
     }
 
@@ -642,6 +692,7 @@ impl Decider {
             confirmation: approval.confirmation.clone(),
             processing_code: decision.summary.processing_code.clone(),
             rrn: decision.summary.rrn.clone(),
+            voucher: None,
         };
         decision.approval = Some(approval);
         credit
@@ -751,11 +802,13 @@ fn remember(state: &mut State, seq: u64, key: &TransactionKey, entry: Transactio
 }
 
 fn repeated(earlier: TransactionEntry) -> Outcome {
+    let approved = earlier.code == ResponseCode::Approved;
     Outcome {
         code: earlier.code,
         confirmation: earlier.confirmation,
         seq: earlier.seq,
         repeat: true,
+        voucher: earlier.credit.and_then(|c| c.voucher).filter(|_| approved),
     }
 }
 

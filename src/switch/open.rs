@@ -1,5 +1,5 @@
 //! The decider of a data directory, made from the config: the `[limits]` rules, the
-//! carriers each engine serves and the `[switch]` policy. `serve` makes one for its
+//! carriers each engine serves, the `[switch]` policy and the PIN products. `serve` makes one for its
 //! sessions; the offline commands (exception resubmission, lookups) make one on the
 //! data directory when no switch runs.
 
@@ -8,6 +8,7 @@ use super::validate::Rules;
 use crate::config::{Config, OrphanReversal};
 use crate::durable::datadir::DataDir;
 use crate::engine::unsent::Unsent;
+use crate::pins::catalog::Catalog;
 use crate::vocab::codes::ResponseCode;
 use crate::vocab::confirmation::ConfirmationNumbers;
 
@@ -36,6 +37,7 @@ pub fn decider(config: &Config, data: &DataDir, unsent: Unsent) -> Result<Decide
         unsent,
         policy,
         calendar: config.settlement.calendar(),
+        catalog: Catalog::new(config)?,
     })
 }
 

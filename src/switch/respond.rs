@@ -1,6 +1,7 @@
 //! Responses to acquirers: the response MTI, the request's fields echoed, DE39, and on
-//! approval DE38 (approval code) and DE62 (confirmation number). A response is built
-//! from the request it answers, so a repeat gets the same fields as its original.
+//! approval DE38 (approval code) and DE62 (confirmation number), and for a PIN sale
+//! DE63 (the PIN) and DE73 (its expiry). A response is built from the request it
+//! answers, so a repeat gets the same fields as its original.
 
 use crate::wire::iso8583::Message;
 
@@ -37,6 +38,18 @@ pub fn response(
         answer.set(62, number.to_owned());
     }
     Some(answer)
+}
+
+/// Adds a sold PIN to the answer of its sale: DE63 the PIN, DE73 its expiry `YYMMDD`
+/// (from `YYYY-MM-DD`) when it has one.
+pub fn with_pin(answer: &mut Message, pin: &str, expiry: Option<&str>) {
+    answer.set(63, pin.to_owned());
+    let yymmdd = expiry
+        .filter(|e| e.len() == 10)
+        .map(|e| format!("{}{}{}", &e[2..4], &e[5..7], &e[8..10]));
+    if let Some(date) = yymmdd {
+        answer.set(73, date);
+    }
 }
 
 /// DE38: the last 6 characters of the confirmation number.

@@ -7,13 +7,16 @@
 //! credit that may have reached the engine gets a reversal advice; an authorization's
 //! hold is released. A reversal whose original is unknown changes nothing, is logged,
 //! and is remembered under the key its original would have, so that a late original is
-//! declined and never credited. A second reversal of one original has no effect.
+//! declined and never credited. A second reversal of one original has no effect. A
+//! PIN sale is reversed whole: its PIN is voided, or put back in stock with `[pins]
+//! reversed = "restock"`.
 
 use super::decide::{Decider, Draft, Link, State, SwitchError};
 use super::validate;
 use crate::durable::record::{
-    Early, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange,
+    Early, PinMove, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange,
 };
+use crate::durable::store::PinState;
 use crate::durable::record::{Standing, TransactionEntry};
 use crate::durable::store::reference_id;
 use crate::vocab::codes::ResponseCode;
@@ -50,9 +53,10 @@ impl Decider {
         let decision = &mut draft.decision;
         match result {
             Ok((effect, reversed, change, standing)) => {
+                decision.pin = self.pin_back(&entry);
                 let mut entry = entry;
                 entry.standing = standing;
-                decision.usage = Some(change);
+                decision.usage = change;
                 decision.reversal = Some(Reversal {
                     original: Some(key.clone()),
                     reversed,
@@ -172,13 +176,27 @@ impl Decider {
         })
     }
 
+    /// What a reversed PIN sale does with its PIN: voided, or back in stock.
+    fn pin_back(&self, entry: &TransactionEntry) -> Option<PinMove> {
+        let voucher = entry.credit.as_ref()?.voucher.as_ref()?;
+        Some(PinMove {
+            sku: voucher.sku.clone(),
+            serial: voucher.serial.clone(),
+            to: match self.catalog.restocks(voucher) {
+                true => PinState::Available,
+                false => PinState::Voided,
+            },
+        })
+    }
+
     /// What reversing `entry` does: the effect, the amount reversed, the usage given
-    /// back and the original's new standing; or why nothing changes.
+    /// back (none for a PIN sale, which counts in no account's usage) and the
+    /// original's new standing; or why nothing changes.
     fn reverse_entry(
         &self,
         message: &Message,
         entry: &TransactionEntry,
-    ) -> Result<(ReversalEffect, u64, UsageChange, Standing), Box<Ignored>> {
+    ) -> Result<(ReversalEffect, u64, Option<UsageChange>, Standing), Box<Ignored>> {
         let ignore = |note: &str| {
             Box::new(Ignored {
                 note: note.to_owned(),
@@ -237,6 +255,9 @@ impl Decider {
                 "DE95 replacement amount is not below the original amount",
             ));
         }
+        if remaining > 0 && credit.voucher.is_some() {
+            return Err(mismatch("a PIN sale is reversed whole, never in part"));
+        }
         let reversed = credit.amount - remaining;
         let full = remaining == 0;
         let effect = if entry.expires_ms.is_some() {
@@ -257,12 +278,12 @@ impl Decider {
                 remaining,
             })
         };
-        let change = UsageChange {
+        let change = credit.voucher.is_none().then(|| UsageChange {
             account: entry.account.clone().unwrap_or_default(),
             day: entry.day.clone(),
             count: if full { -1 } else { 0 },
             amount: -signed(reversed),
-        };
+        });
         Ok((
             effect,
             reversed,

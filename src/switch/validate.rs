@@ -83,17 +83,23 @@ pub fn read_request(message: &Message, rules: &Rules) -> Result<Replenishment, D
     if !in_ranges(account, &rules.account_ranges) {
         return Err(Decline::OutOfRange);
     }
-    let location = match rules.check_terminal {
-        true => format!("{}/{}", text(42), text(41)),
-        false => text(42).to_owned(),
-    };
     Ok(Replenishment {
         channel,
         account: account.to_owned(),
         amount,
         currency: currency.to_owned(),
-        location,
+        location: location_of(message, rules),
     })
+}
+
+/// The location id a request is checked against: DE42, or DE42/DE41 when the rules
+/// check terminals.
+pub fn location_of(message: &Message, rules: &Rules) -> String {
+    let text = |n| message.text(n).map(str::trim).unwrap_or("");
+    match rules.check_terminal {
+        true => format!("{}/{}", text(42), text(41)),
+        false => text(42).to_owned(),
+    }
 }
 
 /// The prepaid account a message names: DE103 for an ATM transfer (`40xxxx`), else DE2.

@@ -903,12 +903,11 @@ pub fn masked_json(spec: &Spec, message: &Message) -> serde_json::Value {
             let hidden = masking.pan.contains(number)
                 || masking.redact.contains(number)
                 || default.pan.contains(number)
-                || default.redact.contains(number);
+                || default.redact.contains(number)
+                || iso8583::carries_pin(message, number);
             if hidden {
-                fields.insert(
-                    number.to_string(),
-                    masking.at_least_default().show(number, value).into(),
-                );
+                let shown = masking.at_least_default().show_in(message, number, value);
+                fields.insert(number.to_string(), shown.into());
             }
         }
     }

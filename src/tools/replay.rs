@@ -499,8 +499,8 @@ pub fn diff(expected: &Message, got: &Message, ignore: FieldSet, masking: &Maski
         if a != b {
             diffs.push(Diff::Field {
                 number,
-                expected: a.map(|v| masking.at_least_default().show(number, v)),
-                got: b.map(|v| masking.at_least_default().show(number, v)),
+                expected: a.map(|v| masking.at_least_default().show_in(expected, number, v)),
+                got: b.map(|v| masking.at_least_default().show_in(got, number, v)),
             });
         }
     }

@@ -36,6 +36,9 @@ pub enum ResponseCode {
     Duplicate,
     /// `96` system malfunction.
     Malfunction,
+    /// `N1` the product's PINs are sold out (PIN sales; a private-use code: ISO
+    /// 8583:1987 has none for stock).
+    OutOfStock,
 }
 
 impl ResponseCode {
@@ -56,6 +59,7 @@ impl ResponseCode {
             ResponseCode::Unavailable => "no engine for the carrier",
             ResponseCode::Duplicate => "key reused with other content",
             ResponseCode::Malfunction => "system malfunction",
+            ResponseCode::OutOfStock => "product out of stock",
         }
     }
 
@@ -76,13 +80,14 @@ impl ResponseCode {
             ResponseCode::Unavailable => "91",
             ResponseCode::Duplicate => "94",
             ResponseCode::Malfunction => "96",
+            ResponseCode::OutOfStock => "N1",
         }
     }
 }
 
 impl ResponseCode {
     /// Every code, for parsing.
-    const ALL: [ResponseCode; 14] = [
+    const ALL: [ResponseCode; 15] = [
         ResponseCode::Approved,
         ResponseCode::InvalidTransaction,
         ResponseCode::InvalidAmount,
@@ -97,6 +102,7 @@ impl ResponseCode {
         ResponseCode::Unavailable,
         ResponseCode::Duplicate,
         ResponseCode::Malfunction,
+        ResponseCode::OutOfStock,
     ];
 }
 
@@ -161,6 +167,8 @@ pub enum Decline {
     NoEngine,
     /// A reversal of this transaction arrived before it did: it is never credited.
     ReversedBeforeArrival,
+    /// A PIN sale whose product has no PIN left to sell.
+    OutOfStock,
 }
 
 impl Decline {
@@ -181,6 +189,7 @@ impl Decline {
             Decline::DailyCountExceeded => ResponseCode::OverFrequencyLimit,
             Decline::NoEngine => ResponseCode::Unavailable,
             Decline::ReversedBeforeArrival => ResponseCode::InvalidTransaction,
+            Decline::OutOfStock => ResponseCode::OutOfStock,
         }
     }
 

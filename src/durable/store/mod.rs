@@ -606,6 +606,10 @@ impl<'a> BatchBuilder<'a> {
         if let Some(owed) = &decision.owed {
             self.enqueue(seq, decision, owed);
         }
+        if let Some(moved) = &decision.pin {
+            let voucher = decision.credit.as_ref().and_then(|c| c.voucher.as_deref());
+            self.pin_moved(moved, voucher)?;
+        }
         if decision.hold.is_some() {
             self.put("h/", &decision.key.0, &decision.key);
         }
@@ -979,6 +983,7 @@ mod tests {
             confirmation,
             processing_code: "280000".into(),
             rrn: "1".into(),
+            voucher: None,
         });
         decision.usage = Some(UsageChange {
             account: "4761739001010010".into(),

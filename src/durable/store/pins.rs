@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BatchBuilder, Store, StoreError, key};
-use crate::durable::record::{PinBatch, Resealed};
+use crate::durable::record::{PinBatch, PinMove, Resealed, Voucher};
 use crate::durable::vault::Sealed;
 
 /// Where a PIN stands.
@@ -60,6 +60,11 @@ impl Store {
         self.get_json(&key("pd/", digest))
     }
 
+    /// The PIN of `sku` with `serial`.
+    pub fn pin(&self, sku: &str, serial: &str) -> Result<Option<PinItem>, StoreError> {
+        self.get_json(&key("pn/", &format!("{sku}/{serial}")))
+    }
+
     /// Every PIN of `sku`, by serial.
     pub fn pins(&self, sku: &str) -> Result<Vec<PinItem>, StoreError> {
         self.scan(&key("pn/", &format!("{sku}/")))
@@ -87,20 +92,54 @@ impl Store {
 }
 
 impl BatchBuilder<'_> {
+    /// A PIN sold, voided or put back; a generated PIN comes into the index sold, with
+    /// its digest (no PIN is answered twice).
+    pub(super) fn pin_moved(
+        &mut self,
+        moved: &PinMove,
+        voucher: Option<&Voucher>,
+    ) -> Result<(), StoreError> {
+        let k = key("pn/", &format!("{}/{}", moved.sku, moved.serial));
+        let item = match (self.pin_item(&k)?, voucher) {
+            (Some(item), _) => PinItem {
+                state: moved.to,
+                ..item
+            },
+            (None, Some(voucher)) if voucher.generated => {
+                self.put("px/", &voucher.serial, &voucher.sku);
+                self.put("pd/", &voucher.digest, &voucher.serial);
+                PinItem {
+                    sku: voucher.sku.clone(),
+                    serial: voucher.serial.clone(),
+                    sealed: voucher.pin.clone(),
+                    expiry: voucher.expiry.clone(),
+                    state: moved.to,
+                }
+            }
+            (None, _) => return Ok(()),
+        };
+        self.put_raw(k, super::json(&item));
+        Ok(())
+    }
+
     pub(super) fn pins_resealed(&mut self, resealed: &Resealed) -> Result<(), StoreError> {
         for pin in &resealed.pins {
             let k = key("pn/", &format!("{}/{}", pin.sku, pin.serial));
-            let current: Option<PinItem> = match self.writes.get(&k) {
-                Some(Some(bytes)) => Some(super::parse(&k, bytes)?),
-                Some(None) => None,
-                None => self.store.get_json(&k)?,
-            };
-            if let Some(mut item) = current {
+            if let Some(mut item) = self.pin_item(&k)? {
                 item.sealed = pin.sealed.clone();
                 self.put_raw(k, super::json(&item));
             }
         }
         Ok(())
+    }
+
+    /// The PIN at `k` as this batch leaves it.
+    fn pin_item(&self, k: &[u8]) -> Result<Option<PinItem>, StoreError> {
+        match self.writes.get(k) {
+            Some(Some(bytes)) => Ok(Some(super::parse(k, bytes)?)),
+            Some(None) => Ok(None),
+            None => self.store.get_json(k),
+        }
     }
 
     pub(super) fn pins_imported(&mut self, batch: &PinBatch) {

@@ -1,6 +1,7 @@
 //! How messages are shown to people: `Debug` and `Display` with account numbers masked
-//! (first 6, last 4) and secrets (track data, PIN block, EMV data) redacted to their
-//! length, and the one-line-per-field listing of `decode --pretty`.
+//! (first 6, last 4) and secrets (track data, PIN block, EMV data, the PIN a sale
+//! answers in DE63) redacted to their length, and the one-line-per-field listing of
+//! `decode --pretty`.
 
 use std::fmt::{self, Write as _};
 
@@ -57,8 +58,28 @@ impl Masking {
     }
 }
 
+/// DE3 of a PIN sale at the point of sale (BACKOFFICE.md §5).
+const PIN_SALE: &[u8] = b"000000";
+
+/// The field that carries a sold PIN: DE63 of any message of a PIN sale (its answer,
+/// the engine's advice of a generated PIN, their repeats and reversals).
+pub fn carries_pin(message: &Message, number: u8) -> bool {
+    number == 63 && message.get(3).is_some_and(|code| code.trim_ascii() == PIN_SALE)
+}
+
+impl Masking {
+    /// Field `number` of `message` as it may be shown: [`Masking::show`], and the PIN
+    /// of a sale redacted whatever the masking says.
+    pub fn show_in(&self, message: &Message, number: u8, value: &[u8]) -> String {
+        if carries_pin(message, number) {
+            return format!("[redacted, {} bytes]", value.len());
+        }
+        self.show(number, value)
+    }
+}
+
 fn shown(message: &Message, number: u8, value: &[u8]) -> String {
-    message.masking().show(number, value)
+    message.masking().show_in(message, number, value)
 }
 
 impl fmt::Debug for Message {

@@ -14,7 +14,7 @@ mod spec;
 
 pub use charset::Class;
 pub use decode::{decode, decode_slice};
-pub use display::{mask_pan, pretty};
+pub use display::{carries_pin, mask_pan, pretty};
 pub use encode::{encode, encode_to_bytes};
 pub use error::{DecodeError, DecodeErrorKind, Element, EncodeError};
 pub use json::{JsonError, from_json, from_json_str, to_json};
