@@ -83,7 +83,14 @@ pub async fn run_reporting(
     let forwarding = CancellationToken::new();
     let decider = Arc::new(decider(&config, &data, unsent.clone())?);
     let vault = decider.catalog().vault().cloned();
-    let engines = engine::start(plan, &data.journal, &data.store, &unsent, vault, &forwarding)?;
+    let engines = engine::start(
+        plan,
+        &data.journal,
+        &data.store,
+        &unsent,
+        vault,
+        &forwarding,
+    )?;
     let metrics = Arc::new(Metrics::new());
     decider.watch_stock(&metrics.pins_available());
     metrics.watch_engines(&engines);

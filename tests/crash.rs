@@ -135,13 +135,25 @@ async fn pump(
     window: u32,
     answered: Arc<AtomicUsize>,
 ) -> HashMap<u32, Message> {
+    pump_with(nth, addr, connection, accounts, window, answered).await
+}
+
+/// [`pump`] with the requests `make` builds.
+async fn pump_with(
+    make: fn(usize, u32, &[String]) -> Message,
+    addr: SocketAddr,
+    connection: usize,
+    accounts: Vec<String>,
+    window: u32,
+    answered: Arc<AtomicUsize>,
+) -> HashMap<u32, Message> {
     let mut client = Client::connect(addr).await;
     let mut answers = HashMap::new();
     let mut sent = 0u32;
     loop {
         while sent < answers.len() as u32 + window {
             sent += 1;
-            if !client.try_send(&nth(connection, sent, &accounts)).await {
+            if !client.try_send(&make(connection, sent, &accounts)).await {
                 return answers;
             }
         }
@@ -444,4 +456,147 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     );
     sim.kill().expect("kill sim");
     sim.wait().expect("reaped");
+}
+
+/// PIN products for the PIN crash test: one bucket product of carrier-a.
+const PIN_PRODUCT: &str = r#"
+[[product]]
+sku = "CARD-A-25"
+carrier = "carrier-a"
+value = 2500
+currency = "840"
+card_prefix = "6034567"
+"#;
+
+/// Sale `n` of connection `connection`: the same reusable card at every till.
+fn nth_sale(connection: usize, n: u32, _: &[String]) -> Message {
+    let mut message = request(n, 2500, "6034567000000017");
+    message.set(3, "000000");
+    message.set(41, format!("TILL{connection:04}"));
+    message
+}
+
+/// Imports `count` PINs for CARD-A-25 in files of 4,000; returns every PIN.
+fn import_pins(config: &Path, dir: &Path, count: usize) -> BTreeSet<String> {
+    let mut pins = BTreeSet::new();
+    for (file, start) in (0..count).step_by(4000).enumerate() {
+        let mut text = String::from("serial,pin\n");
+        for n in start..(start + 4000).min(count) {
+            // Distinct 12-digit PINs that do not follow each other.
+            let pin = format!("{:012}", 100_000_000_000u64 + (n as u64) * 7_919_113);
+            text.push_str(&format!("K{n:07},{pin}\n"));
+            pins.insert(pin);
+        }
+        let path = dir.join(format!("pins-{file}.csv"));
+        std::fs::write(&path, text).expect("batch");
+        let output = replenish(&["pins", "import"])
+            .arg(&path)
+            .args(["--sku", "CARD-A-25", "--config"])
+            .arg(config)
+            .output()
+            .expect("run pins import");
+        assert!(output.status.success(), "{output:?}");
+    }
+    pins
+}
+
+/// The PIN of each approved sale, checking that no PIN was answered to two sales.
+fn pins_of(answers: &[HashMap<u32, Message>]) -> BTreeSet<String> {
+    let mut owners: HashMap<String, (usize, u32)> = HashMap::new();
+    for (connection, answers) in answers.iter().enumerate() {
+        for (&stan, answer) in answers {
+            assert_eq!(answer.text(39), Some("00"), "{answer:?}");
+            let pin = answer.text(63).expect("DE63").to_owned();
+            if let Some(earlier) = owners.insert(pin, (connection, stan)) {
+                panic!(
+                    "one PIN answered to sale {earlier:?} and sale {:?}",
+                    (connection, stan)
+                );
+            }
+        }
+    }
+    owners.into_keys().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_sales_never_answers_one_pin_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let config_path = write_config_with(dir.path(), port, &format!("{DUMMY_ENGINES}{PIN_PRODUCT}"));
+    import(&config_path);
+    let stocked = import_pins(&config_path, dir.path(), 8000);
+    let log = dir.path().join("serve.log");
+
+    // Four tills selling concurrently on the same card; killed without warning.
+    let mut server = serve(&config_path, addr, &log).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let pumps: Vec<_> = (0..4)
+        .map(|c| {
+            tokio::spawn(pump_with(
+                nth_sale,
+                addr,
+                c,
+                Vec::new(),
+                16,
+                answered.clone(),
+            ))
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while answered.load(Ordering::Relaxed) < 1500 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    let mut before = Vec::new();
+    for pump in pumps {
+        before.push(pump.await.expect("pump"));
+    }
+    let sold_before = pins_of(&before);
+    assert!(
+        sold_before.len() >= 1000,
+        "only {} sales before the kill",
+        sold_before.len()
+    );
+    assert!(
+        sold_before.is_subset(&stocked),
+        "every PIN answered is one of the stock"
+    );
+
+    // Restart: each answered sale's repeat gets the same PIN; the sales in flight at
+    // the kill are decided once; more sales draw PINs no sale was answered before.
+    let mut server = serve(&config_path, addr, &log).await;
+    let mut after = Vec::new();
+    for (connection, answers) in before.iter().enumerate() {
+        let mut client = Client::connect(addr).await;
+        let mut again = HashMap::new();
+        let top = answers.keys().max().copied().unwrap_or(0) + 100;
+        for stan in 1..=top {
+            let answer = client.exchange(&nth_sale(connection, stan, &[])).await;
+            if let Some(earlier) = answers.get(&stan) {
+                assert_eq!(&answer, earlier, "till {connection} sale {stan} repeated");
+            }
+            again.insert(stan, answer);
+        }
+        after.push(again);
+    }
+    let sold = pins_of(&after);
+    assert!(sold_before.is_subset(&sold) && sold.is_subset(&stocked));
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(server.wait().expect("reaped").success());
+
+    // The stock agrees: every sale decided is sold, the rest available.
+    let output = replenish(&["pins", "stock", "--json", "--config"])
+        .arg(&config_path)
+        .output()
+        .expect("pins stock");
+    assert!(output.status.success(), "{output:?}");
+    let stock: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let line = &stock[0];
+    assert_eq!(line["sold"], sold.len() as u64, "{stock}");
+    assert_eq!(line["available"], (8000 - sold.len()) as u64, "{stock}");
 }

@@ -272,7 +272,11 @@ async fn answer(
             Err(e) => {
                 // Sold and journaled, but the PIN cannot be given: the till is told the
                 // sale failed and reverses it, which voids the PIN.
-                error!(sku = voucher.sku, serial = voucher.serial, "PIN not answered: {e}");
+                error!(
+                    sku = voucher.sku,
+                    serial = voucher.serial,
+                    "PIN not answered: {e}"
+                );
                 answer.set(39, ResponseCode::Malfunction.as_str());
                 answer.remove(38);
                 answer.remove(62);

@@ -26,9 +26,9 @@ use super::backoff::Backoff;
 use super::link::{self, ExchangeError, LinkHandle};
 use super::unsent::{Fate, Unsent};
 use crate::config::BackoffConfig;
-use crate::durable::vault::Vault;
 use crate::durable::journal::Journal;
 use crate::durable::record::{Delivery, Record};
+use crate::durable::vault::Vault;
 use crate::wire::iso8583::Message;
 
 /// Credits of one engine in flight at once.
@@ -387,15 +387,14 @@ fn outbound_message(item: &Outbound, repeat: bool, vault: Option<&Vault>) -> Mes
     let now = chrono::Utc::now();
     let (mut message, credit) = match item {
         Outbound::Credit(credit) => (advice::credit(credit, repeat, now), credit),
-        Outbound::Reversal(reversal) => (
-            advice::reversal(reversal, repeat, now),
-            &reversal.credit,
-        ),
+        Outbound::Reversal(reversal) => (advice::reversal(reversal, repeat, now), &reversal.credit),
     };
     if let Some(voucher) = credit.voucher.as_deref().filter(|v| v.generated) {
-        let pin = vault.ok_or_else(|| "no PIN key is open".to_owned()).and_then(|vault| {
-            (vault.open(&voucher.serial, &voucher.pin)).map_err(|e| e.to_string())
-        });
+        let pin = vault
+            .ok_or_else(|| "no PIN key is open".to_owned())
+            .and_then(|vault| {
+                (vault.open(&voucher.serial, &voucher.pin)).map_err(|e| e.to_string())
+            });
         match pin {
             Ok(pin) => message.set(63, pin),
             // The engine is told the serial (the confirmation number) instead.

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::acquirer::Responses;
-use crate::pins::shelf::Available;
 use crate::engine::Running;
+use crate::pins::shelf::Available;
 
 /// Labels of an engine gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -56,7 +56,10 @@ mod tests {
             let pin = generate(&product(length, CheckDigit::Luhn)).expect("pin");
             assert_eq!(pin.len(), length);
             assert!(pin.bytes().all(|b| b.is_ascii_digit()));
-            assert!(luhn_valid(pin.as_bytes()), "{length}: Luhn check digit last");
+            assert!(
+                luhn_valid(pin.as_bytes()),
+                "{length}: Luhn check digit last"
+            );
         }
         let plain = generate(&product(12, CheckDigit::None)).expect("pin");
         assert_eq!(plain.len(), 12);
@@ -66,7 +69,10 @@ mod tests {
     fn every_digit_is_drawn_evenly() {
         let mut counts = [0u32; 10];
         for _ in 0..2000 {
-            for b in generate(&product(10, CheckDigit::None)).expect("pin").bytes() {
+            for b in generate(&product(10, CheckDigit::None))
+                .expect("pin")
+                .bytes()
+            {
                 counts[usize::from(b - b'0')] += 1;
             }
         }

@@ -27,9 +27,9 @@ use crate::durable::record::{
     ReversalEffect, Standing, Summary, TransactionEntry, UsageChange, Voucher,
 };
 use crate::durable::store::{MAX_PER_REFERENCE, PinState, Store, StoreError, reference_id};
+use crate::engine::unsent::Unsent;
 use crate::pins::catalog::Catalog;
 use crate::pins::shelf::{Available, Shelf};
-use crate::engine::unsent::Unsent;
 use crate::vocab::accounts::{Account, Usage};
 use crate::vocab::calendar::Calendar;
 use crate::vocab::codes::{Decline, ResponseCode};
@@ -490,7 +490,11 @@ impl Decider {
             self.journal
                 .append(&Record::NotificationQueued(Box::new(alert)).to_bytes())?;
         }
-        if let Some(back) = decision.pin.as_ref().filter(|m| m.to == PinState::Available) {
+        if let Some(back) = decision
+            .pin
+            .as_ref()
+            .filter(|m| m.to == PinState::Available)
+        {
             state.shelf.put_back(&back.sku, &back.serial);
         }
         let entry = TransactionEntry::of(seq, &decision);

@@ -16,8 +16,8 @@ use super::validate;
 use crate::durable::record::{
     Early, PinMove, Reversal, ReversalAdvice, ReversalEffect, Touched, UsageChange,
 };
-use crate::durable::store::PinState;
 use crate::durable::record::{Standing, TransactionEntry};
+use crate::durable::store::PinState;
 use crate::durable::store::reference_id;
 use crate::vocab::codes::ResponseCode;
 use crate::vocab::key::{TransactionKey, acquirer_of};

@@ -62,6 +62,10 @@ pub struct Entry {
     /// before the daily report existed).
     #[serde(default)]
     pub at_ms: i64,
+    /// A PIN sale's DE63 (the voucher's serial; a generated PIN itself, which is the
+    /// carrier's to keep): sales credit no MIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voucher: Option<String>,
 }
 
 /// The applied credits and reversals and the balances they make.
@@ -72,6 +76,8 @@ pub struct Ledger {
     balances: HashMap<String, i64>,
     /// The amount of every applied credit, by DE62.
     credits: HashMap<String, u64>,
+    /// The voucher of every applied PIN sale, by DE62.
+    vouchers: HashMap<String, String>,
     file: File,
     sync: bool,
 }
@@ -117,6 +123,7 @@ impl Ledger {
             credited_at: HashMap::new(),
             balances: HashMap::new(),
             credits: HashMap::new(),
+            vouchers: HashMap::new(),
             file,
             sync,
         };
@@ -199,11 +206,31 @@ impl Ledger {
         self.credits.get(confirmation).copied()
     }
 
+    /// The voucher (DE63) of the PIN sale with `confirmation`, if it was applied and
+    /// not reversed.
+    pub fn voucher(&self, confirmation: &str) -> Option<&str> {
+        self.vouchers.get(confirmation).map(String::as_str)
+    }
+
+    /// PIN sales applied and not reversed.
+    pub fn sales(&self) -> usize {
+        self.vouchers.len()
+    }
+
     fn remember(&mut self, entry: &Entry) {
         self.applied
             .insert((entry.kind.clone(), entry.confirmation.clone()));
         if entry.kind == "credit" {
             (self.credits).insert(entry.confirmation.clone(), entry.amount);
+        }
+        if let Some(voucher) = &entry.voucher {
+            match entry.kind.as_str() {
+                "credit" => self
+                    .vouchers
+                    .insert(entry.confirmation.clone(), voucher.clone()),
+                _ => self.vouchers.remove(&entry.confirmation),
+            };
+            return;
         }
         let signed = i64::try_from(entry.amount).unwrap_or(i64::MAX);
         let delta = if entry.kind == "reversal" {
@@ -426,6 +453,10 @@ impl Connection {
             amount: amount.saturating_sub(remaining),
             kind: kind.to_owned(),
             at_ms: chrono::Utc::now().timestamp_millis(),
+            voucher: message
+                .text(63)
+                .filter(|_| message.text(3) == Some("000000"))
+                .map(str::to_owned),
         };
         ledger
             .apply(entry)
@@ -496,6 +527,7 @@ mod tests {
             amount,
             kind: kind.into(),
             at_ms: 1_764_806_400_000,
+            voucher: None,
         }
     }
 

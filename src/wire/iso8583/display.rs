@@ -64,7 +64,10 @@ const PIN_SALE: &[u8] = b"000000";
 /// The field that carries a sold PIN: DE63 of any message of a PIN sale (its answer,
 /// the engine's advice of a generated PIN, their repeats and reversals).
 pub fn carries_pin(message: &Message, number: u8) -> bool {
-    number == 63 && message.get(3).is_some_and(|code| code.trim_ascii() == PIN_SALE)
+    number == 63
+        && message
+            .get(3)
+            .is_some_and(|code| code.trim_ascii() == PIN_SALE)
 }
 
 impl Masking {
