@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use replenish::config::Config;
 use replenish::durable::datadir::DataDir;
+use replenish::operate::lookup;
 use replenish::switch::reverse::original_data;
+use replenish::vocab::confirmation::ConfirmationNumbers;
 use replenish::vocab::confirmation::luhn_valid;
 use replenish::wire::iso8583::Message;
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
@@ -212,6 +214,25 @@ async fn each_sale_answers_a_new_pin_a_repeat_the_same_and_the_engine_is_advised
     let stock = stock(&config);
     assert_eq!(stock["CARD-A-25"], (23, 1, 1), "available, sold, voided");
     assert_eq!(stock["CARD-B-10"], (0, 1, 0));
+    // Customer service looks the sale up by its confirmation number: the serial,
+    // never the PIN.
+    let data = DataDir::open(&config).expect("data");
+    let numbers = ConfirmationNumbers::new(&data.confirmation_key().expect("key"));
+    let found = lookup::find(&data.store, &numbers, &first_c)
+        .expect("lookup")
+        .expect("found");
+    let voided = lookup::find(&data.store, &numbers, &second_c)
+        .expect("lookup")
+        .expect("found");
+    data.close().expect("closed");
+    let shown = format!("{found}");
+    assert!(
+        shown.contains(&format!("CARD-A-25 serial {} (sold)", serial_of[&pin])),
+        "{shown}"
+    );
+    assert!(!shown.contains(&pin) && !format!("{found:?}").contains(&pin));
+    assert_eq!(voided.pin.expect("pin").state, "voided");
+
     // The serials are in the data directory in clear (the control); the PINs never.
     assert!(anywhere(&config.data_dir, &serial_of[&pin]).is_some());
     for answered in [&pin, &second_pin, &made_pin] {

@@ -17,7 +17,7 @@ use replenish::tools::capture::{self, Capture, Captured, Direction, LinkOptions,
 use replenish::tools::replay::{self, ReplayPace, ReplayPlan, ReplayReport, Rewrite, Verdict};
 use replenish::wire::framing::{FrameCodec, LengthHeader};
 use replenish::wire::iso8583::{self, Message, Mti, Spec};
-use support::{ACTIVE, fresh, request, root};
+use support::{ACTIVE, fresh_selling, pin_sale, request, root};
 
 fn spec() -> Arc<Spec> {
     Arc::new(Spec::resolve("iso87ascii").expect("spec"))
@@ -63,7 +63,7 @@ fn fixtures() -> Vec<PathBuf> {
 }
 
 async fn replay_on_fresh_switch(capture: &Capture, rewrite: bool) -> ReplayReport {
-    let (_dir, switch) = fresh().await;
+    let (_dir, switch) = fresh_selling().await;
     let report = replay::run(&plan(switch.addr, rewrite), capture, |_| {})
         .await
         .expect("replay runs");
@@ -101,7 +101,7 @@ async fn every_fixture_replays_with_no_differences() {
 async fn a_capture_replays_twice_against_one_switch_when_keys_are_rewritten() {
     let file = captures_dir().join("repeat.pcap");
     let capture = capture::read(&file, &link()).expect("fixture");
-    let (_dir, switch) = fresh().await;
+    let (_dir, switch) = fresh_selling().await;
     let first = replay::run(&plan(switch.addr, true), &capture, |_| {})
         .await
         .expect("first");
@@ -147,7 +147,7 @@ async fn run_cli(args: Vec<String>) -> Output {
 
 #[tokio::test]
 async fn the_command_line_reports_differences_with_exit_1_and_masks_pans() {
-    let (_dir, switch) = fresh().await;
+    let (_dir, switch) = fresh_selling().await;
     let fixture = captures_dir().join("approval.pcap");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = vec![
@@ -347,7 +347,16 @@ fn scenarios() -> Vec<(&'static str, Vec<Bytes>)> {
         ("reversal-before-original", early_reversal_scenario(&encode)),
         ("advice", advice_scenario(&encode)),
         ("authorization-completion", completion_scenario(&encode)),
+        ("pin-sale", pin_sale_scenario(&encode)),
     ]
+}
+
+/// A PIN sale (answered with the PIN in DE63), its repeat (the same PIN), and its
+/// reversal 0420 (the PIN voided).
+fn pin_sale_scenario(encode: &dyn Fn(Message) -> Bytes) -> Vec<Bytes> {
+    let sale = pin_sale(61);
+    let reversal = referring(&sale, b"0420", 62);
+    vec![encode(sale.clone()), encode(sale), encode(reversal)]
 }
 
 /// `original` as MTI `mti` with STAN `stan` and DE90 naming the original.
@@ -423,6 +432,29 @@ async fn record_fixtures() {
         for ext in ["pcap", "txt"] {
             let path = captures_dir().join(format!("{name}.{ext}"));
             capture::write(&path, &report.traffic, &link()).expect("written");
+        }
+    }
+}
+
+/// A recorded sale keeps its frame's length but not its PIN: no PIN of the batch is in
+/// any capture fixture, as bytes (pcap) or as hex (text).
+#[test]
+fn captures_never_hold_a_sold_pin() {
+    let batch = std::fs::read_to_string(root().join("fixtures/pins/card-a-25.csv")).expect("batch");
+    let pins: Vec<&str> = (batch.lines().skip(1))
+        .filter_map(|l| l.split(',').nth(1))
+        .collect();
+    assert_eq!(pins.len(), 25);
+    let sale = std::fs::read(captures_dir().join("pin-sale.txt")).expect("the sale's capture");
+    assert!(!sale.is_empty());
+    for path in fixtures() {
+        let bytes = std::fs::read(&path).expect("fixture");
+        for pin in &pins {
+            let hex = hex::encode_upper(pin.as_bytes());
+            let found = [pin.as_bytes(), hex.as_bytes()]
+                .iter()
+                .any(|needle| bytes.windows(needle.len()).any(|w| w == *needle));
+            assert!(!found, "{} holds a sold PIN", path.display());
         }
     }
 }

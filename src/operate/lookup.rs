@@ -2,7 +2,8 @@
 //! number on the customer's receipt (DE62 of the approval). It shows the decision, the
 //! prepaid account (masked), the subscriber and amount credited, what happened since
 //! (completed, reversed, expired), and whether the prepaid engine has acknowledged the
-//! credit or the switch is still sending it. `replenish lookup NUMBER` reads the data
+//! credit or the switch is still sending it; for a PIN sale, the product and the
+//! voucher's serial (never the PIN). `replenish lookup NUMBER` reads the data
 //! directory when no switch holds it, and otherwise asks the running switch's HTTP
 //! endpoint (the `[metrics] listen` address): `GET /transactions/{confirmation}`.
 //! A decision made in the last few milliseconds may not be indexed yet, and is then
@@ -47,6 +48,10 @@ pub struct Found {
     pub account: Option<String>,
     /// The subscriber credited (DE102), the engine and the amount, when it credits.
     pub credit: Option<Credited>,
+    /// For a PIN sale: the product, the voucher's serial and where the PIN stands
+    /// (never the PIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<SoldPin>,
     /// What happened to it since its decision.
     pub standing: String,
     /// Where its credit is: with the engine, on its way, or none.
@@ -78,12 +83,17 @@ impl std::fmt::Display for Found {
             },
         );
         let request = format!("{} answered {} on {}", self.mti, self.code, self.day);
+        let pin = self.pin.as_ref().map_or_else(
+            || "-".to_owned(),
+            |p| format!("{} serial {} ({})", p.sku, p.serial, p.state),
+        );
         let rows = [
             ("confirmation", self.confirmation.as_str()),
             ("transaction", self.key.as_str()),
             ("request", request.as_str()),
             ("account", self.account.as_deref().unwrap_or("-")),
             ("credit", credit.as_str()),
+            ("pin", pin.as_str()),
             ("since", self.standing.as_str()),
             ("delivery", self.delivery.as_str()),
             ("business day", self.business_day.as_str()),
@@ -95,6 +105,17 @@ impl std::fmt::Display for Found {
         }
         Ok(())
     }
+}
+
+/// The PIN a sale drew, as customer service may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoldPin {
+    /// The product.
+    pub sku: String,
+    /// The voucher's serial.
+    pub serial: String,
+    /// `sold`, `voided` or `available` (put back in stock after a reversal).
+    pub state: String,
 }
 
 /// The credit of a transaction.
@@ -132,6 +153,22 @@ pub fn find(
     describe(store, confirmation, &key, &entry).map(Some)
 }
 
+/// The PIN a sale drew and where it stands now.
+fn sold_pin(store: &Store, entry: &TransactionEntry) -> Result<Option<SoldPin>, StoreError> {
+    let Some(voucher) = entry.credit.as_ref().and_then(|c| c.voucher.as_deref()) else {
+        return Ok(None);
+    };
+    let state = store.pin(&voucher.sku, &voucher.serial)?.map_or_else(
+        || "unknown".to_owned(),
+        |item| format!("{:?}", item.state).to_lowercase(),
+    );
+    Ok(Some(SoldPin {
+        sku: voucher.sku.clone(),
+        serial: voucher.serial.clone(),
+        state,
+    }))
+}
+
 fn describe(
     store: &Store,
     confirmation: &str,
@@ -152,6 +189,7 @@ fn describe(
             amount: c.amount,
             currency: c.currency.clone(),
         }),
+        pin: sold_pin(store, entry)?,
         standing: standing(entry),
         delivery,
         completed_by: entry.completed_by.as_ref().map(|k| k.0.clone()),

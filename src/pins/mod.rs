@@ -71,6 +71,18 @@ struct Read {
 /// must not be running on it); returns how many PINs.
 pub fn import(config: &Config, file: &Path, sku: &str, by: &str) -> Result<usize, PinsError> {
     let name = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|e| PinsError::Input(format!("{name}: {e}")))?;
+    import_bytes(config, &name, &bytes, sku, by)
+}
+
+/// [`import`] of a file's content; `name` names it in errors and in the journal.
+pub fn import_bytes(
+    config: &Config,
+    name: &str,
+    bytes: &[u8],
+    sku: &str,
+    by: &str,
+) -> Result<usize, PinsError> {
     let product = (config.find_product(sku))
         .ok_or_else(|| PinsError::Input(format!("--sku {sku}: no [[product]] with that sku")))?;
     if product.mode != crate::vocab::products::PinMode::Bucket {
@@ -78,8 +90,7 @@ pub fn import(config: &Config, file: &Path, sku: &str, by: &str) -> Result<usize
             "--sku {sku}: its PINs are generated at sale time (mode = \"generated\")"
         )));
     }
-    let bytes = std::fs::read(file).map_err(|e| PinsError::Input(format!("{name}: {e}")))?;
-    let (rows, mut problems) = read_rows(&bytes);
+    let (rows, mut problems) = read_rows(bytes);
     if rows.len() > MAX_PER_FILE {
         return Err(PinsError::Input(format!(
             "{name}: {} PINs; a file holds at most {MAX_PER_FILE} (split it: each file is \
@@ -110,12 +121,12 @@ pub fn import(config: &Config, file: &Path, sku: &str, by: &str) -> Result<usize
         }
         if !problems.is_empty() {
             problems.sort_by_key(|(line, _)| *line);
-            return Err(bad_lines(&name, &problems));
+            return Err(bad_lines(name, &problems));
         }
         let count = pins.len();
         let batch = PinBatch {
             sku: sku.to_owned(),
-            file: file
+            file: Path::new(name)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),

@@ -893,6 +893,30 @@ pub fn command(command: &CaptureCommand) -> Result<(), CommandError> {
     }
 }
 
+/// What a recorded capture holds in place of a sold PIN: one `*` per character, so the
+/// frame keeps its length and decodes.
+const WITHHELD: u8 = b'*';
+
+/// `message` encoded with a sale's PIN (DE63) replaced by `*`s, for a capture that is
+/// written to a file; `None` when it carries no PIN (or does not encode).
+pub fn without_pin(spec: &Spec, message: &Message) -> Option<Bytes> {
+    let pin = message
+        .get(63)
+        .filter(|_| iso8583::carries_pin(message, 63))?;
+    let mut withheld = message.clone();
+    withheld.set(63, vec![WITHHELD; pin.len()]);
+    iso8583::encode_to_bytes(spec, &withheld).ok()
+}
+
+/// Whether field `number` of a recorded message is a PIN withheld by [`without_pin`]:
+/// replay does not compare it (each sale draws its own PIN).
+pub fn pin_withheld(recorded: &Message, number: u8) -> bool {
+    iso8583::carries_pin(recorded, number)
+        && recorded
+            .get(number)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|b| *b == WITHHELD))
+}
+
 /// A message's JSON form with account numbers masked and secrets redacted.
 pub fn masked_json(spec: &Spec, message: &Message) -> serde_json::Value {
     let mut json = iso8583::to_json(spec, message);

@@ -2,14 +2,15 @@
 //! default engine ports, the switch on the embedded default config (with a scratch data
 //! directory) loaded with the sample accounts and locations, sends a batch of `0200`
 //! replenishments across every sample account — so some are declined, each for its
-//! reason — then reverses one approval in ten with a `0420`, waits until the engine has
-//! acknowledged every approved credit and every reversal advice, closes the business
-//! day, reconciles it against a bank file written as the acquirer saw the traffic and
-//! against the engine's daily report, settles it with the sample fee schedule and
-//! payees (fixtures/configs/settlement.toml), and reports what happened: answers by
-//! response code, credits and reversals in the engine's ledger, the two
-//! reconciliations' summary lines, the settlement files and each party's share.
-
+//! reason — then reverses one approval in ten with a `0420`, sells a few PINs at the
+//! till (the products of fixtures/configs/pins.toml, its sample batch imported) and
+//! reverses one sale, waits until the engine has acknowledged every approved credit,
+//! sale and reversal advice, closes the business day, reconciles it against a bank file
+//! written as the acquirer saw the traffic and against the engine's daily report,
+//! settles it with the sample fee schedule and payees (fixtures/configs/settlement.toml),
+//! and reports what happened: answers by response code, credits and reversals in the
+//! engine's ledger, the sales and the PIN stock after them, the two reconciliations'
+//! summary lines, the settlement files and each party's share.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -133,6 +134,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     };
     let mut config = Config::embedded_default();
     with_settlement(&mut config)?;
+    with_pins(&mut config)?;
     config.data_dir = (data_dir.clone())
         .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
         .ok_or_else(|| fail("no data directory"))?;
@@ -156,10 +158,13 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         config.console.listen
     );
     let seeding = config.clone();
-    tokio::task::spawn_blocking(move || crate::operate::admin::commit(&seeding, &records))
-        .await
-        .map_err(fail)?
-        .map_err(fail)?;
+    tokio::task::spawn_blocking(move || {
+        crate::operate::admin::commit(&seeding, &records).map_err(fail)?;
+        crate::pins::import_bytes(&seeding, "card-a-25.csv", SAMPLE_BATCH, "CARD-A-25", "demo")
+            .map_err(fail)
+    })
+    .await
+    .map_err(fail)??;
 
     let (stop, stop_engine) = (CancellationToken::new(), CancellationToken::new());
     let engine = config
@@ -236,16 +241,38 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         }
     }
     let totals = wait_ledger(&ledger_path, &approved, &reversed, "reversal acks").await;
+    let mut sales = Vec::new();
+    for (n, (card, value)) in DEMO_SALES.iter().enumerate() {
+        let stan = requests + to_reverse.len() + n + 1;
+        let sale = client::build(&template, &sale_overrides(card, *value, stan)).map_err(fail)?;
+        let answer = exchange(sale.clone()).await?;
+        seen.push((sale.clone(), answer.clone()));
+        sales.push((sale, answer));
+    }
+    let (last_sale, _) = sales.last().ok_or_else(|| fail("no sale"))?;
+    let voided = exchange(reversal_of(last_sale, requests + to_reverse.len() + 99)).await?;
+    seen.push((
+        reversal_of(last_sale, requests + to_reverse.len() + 99),
+        voided.clone(),
+    ));
+    let sold: Vec<String> = (sales.iter())
+        .filter_map(|(_, a)| a.text(62).map(str::to_owned))
+        .collect();
+    wait_ledger(&ledger_path, &sold, &[], "PIN sale acks").await;
+    let pin_lines = sale_lines(&sales, &voided);
     let elapsed = started.elapsed();
     stop.cancel();
     switch.await.map_err(fail)?.map_err(fail)?;
     stop_engine.cancel();
     drop(sim);
     let closing = config.clone();
-    let reconciliations =
+    let mut reconciliations =
         tokio::task::spawn_blocking(move || reconcile_the_day(&closing, &seen, &ledger_path))
             .await
             .map_err(fail)??;
+    let after_sales = pin_lines.len();
+    reconciliations.splice(0..0, pin_lines);
+    reconciliations.insert(after_sales, stock_line(&config).await?);
     let summary = Summary {
         sent: requests,
         codes,
@@ -325,6 +352,87 @@ fn reconcile_the_day(
 pub const SAMPLE_SETTLEMENT: &str = include_str!("../../fixtures/configs/settlement.toml");
 
 /// The embedded default config with the sample's settlement sections.
+/// The demo's PIN sales: four of the bucket product, two of the generated one (the
+/// last one reversed).
+const DEMO_SALES: [(&str, u64); 6] = [
+    ("6034567000000017", 2500),
+    ("6034567000000017", 2500),
+    ("6034567000000025", 2500),
+    ("6034567000000017", 2500),
+    ("6034568000000016", 1000),
+    ("6034568000000016", 1000),
+];
+
+/// The sample PIN products (fixtures/configs/pins.toml).
+const SAMPLE_PINS: &str = include_str!("../../fixtures/configs/pins.toml");
+/// The sample PIN batch of CARD-A-25 (fixtures/pins/card-a-25.csv).
+const SAMPLE_BATCH: &[u8] = include_bytes!("../../fixtures/pins/card-a-25.csv");
+
+/// Adds the sample PIN products to `config`.
+fn with_pins(config: &mut Config) -> Result<(), DemoError> {
+    let sample = Config::from_toml(SAMPLE_PINS, "fixtures/configs/pins.toml").map_err(fail)?;
+    config.product = sample.product;
+    config.pins = sample.pins;
+    Ok(())
+}
+
+/// A sale of `card` for `value` with STAN `stan`.
+fn sale_overrides(card: &str, value: u64, stan: usize) -> client::Overrides {
+    let mut overrides = client::Overrides::default();
+    overrides.fields.push((2, card.to_owned()));
+    overrides.fields.push((3, "000000".to_owned()));
+    overrides.fields.push((4, format!("{value:012}")));
+    overrides
+        .fields
+        .push((11, format!("{:06}", stan % 1_000_000)));
+    overrides
+}
+
+/// One line per sale (the PIN shown by its length only) and one for the reversal.
+fn sale_lines(sales: &[(Message, Message)], voided: &Message) -> Vec<String> {
+    let mut lines = vec![format!(
+        "sold {} PINs at the till (0200 DE3 000000; each answer's DE63 is the PIN, shown \
+         here only by its length):",
+        sales.len()
+    )];
+    for (sale, answer) in sales {
+        lines.push(format!(
+            "  card {} -> {} confirmation {} PIN of {} digits{}",
+            crate::wire::iso8583::mask_pan(sale.text(2).unwrap_or("").as_bytes()),
+            answer.text(39).unwrap_or("??"),
+            answer.text(62).unwrap_or("-"),
+            answer.text(63).map_or(0, str::len),
+            answer
+                .text(73)
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    lines.push(format!(
+        "reversed the last sale (0420, answered {}): its PIN is voided",
+        voided.text(39).unwrap_or("??")
+    ));
+    lines
+}
+
+/// The PIN stock after the sales, one line.
+async fn stock_line(config: &Config) -> Result<String, DemoError> {
+    let config = config.clone();
+    let stock = tokio::task::spawn_blocking(move || crate::pins::stock(&config))
+        .await
+        .map_err(fail)?
+        .map_err(fail)?;
+    let parts: Vec<String> = (stock.iter())
+        .map(|s| {
+            format!(
+                "{} available {}, sold {}, voided {}",
+                s.sku, s.available, s.sold, s.voided
+            )
+        })
+        .collect();
+    Ok(format!("PIN stock after: {}", parts.join("; ")))
+}
+
 fn with_settlement(config: &mut Config) -> Result<(), DemoError> {
     let sample =
         Config::from_toml(SAMPLE_SETTLEMENT, "fixtures/configs/settlement.toml").map_err(fail)?;

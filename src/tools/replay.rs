@@ -496,7 +496,7 @@ pub fn diff(expected: &Message, got: &Message, ignore: FieldSet, masking: &Maski
             continue;
         }
         let (a, b) = (expected.get(number), got.get(number));
-        if a != b {
+        if a != b && !capture::pin_withheld(expected, number) {
             diffs.push(Diff::Field {
                 number,
                 expected: a.map(|v| masking.at_least_default().show_in(expected, number, v)),
@@ -613,8 +613,10 @@ pub async fn run(
                 if frame.is_keep_alive() {
                     continue;
                 }
+                let (answer, decoded) = decode_any(&plan.spec, &frame.body);
                 let mut whole = BytesMut::from(&frame.header[..]);
-                whole.extend_from_slice(&frame.body);
+                let recorded = answer.as_ref().and_then(|a| capture::without_pin(&plan.spec, a));
+                whole.extend_from_slice(recorded.as_ref().unwrap_or(&frame.body));
                 report.traffic.frames.push(Captured {
                     time_us: Some(chrono::Utc::now().timestamp_micros()),
                     direction: Some(Direction::FromServer),
@@ -622,7 +624,6 @@ pub async fn run(
                     frame: whole.freeze(),
                     at: Location::File,
                 });
-                let (answer, decoded) = decode_any(&plan.spec, &frame.body);
                 let key = MatchKey::of(answer.as_ref());
                 let best = in_flight
                     .iter()

@@ -146,6 +146,39 @@ pub async fn fresh() -> (tempfile::TempDir, Switch) {
     (dir, Switch::start(config).await)
 }
 
+/// A PIN product (BACKOFFICE.md §5) for test configs: `CARD-A-25` of carrier-a,
+/// cards `6034567…`, value 25.00, stock from `fixtures/pins/card-a-25.csv`.
+pub const PIN_PRODUCT: &str = r#"
+[[product]]
+sku = "CARD-A-25"
+carrier = "carrier-a"
+value = 2500
+currency = "840"
+card_prefix = "6034567"
+"#;
+
+/// A card of [`PIN_PRODUCT`].
+pub const PIN_CARD: &str = "6034567000000017";
+
+/// [`fresh`], selling [`PIN_PRODUCT`] with the fixture's 25 PINs in stock.
+pub async fn fresh_selling() -> (tempfile::TempDir, Switch) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), free_port()) + PIN_PRODUCT;
+    let config = Config::from_toml(&text, "test.toml").expect("config");
+    import_samples(&config);
+    let batch = root().join("fixtures/pins/card-a-25.csv");
+    replenish::pins::import(&config, &batch, "CARD-A-25", "test").expect("PINs");
+    (dir, Switch::start(config).await)
+}
+
+/// A PIN sale of [`PIN_CARD`] with STAN `stan` at till `TILL0001`.
+pub fn pin_sale(stan: u32) -> Message {
+    let mut message = request(stan, 2500, PIN_CARD);
+    message.set(3, "000000");
+    message.set(41, "TILL0001");
+    message
+}
+
 /// A byte stream a client can speak over: TCP or TLS.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
