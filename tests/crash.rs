@@ -168,6 +168,27 @@ async fn pump_with(
     }
 }
 
+/// Kills `server` with SIGKILL once `count` answers came (or a minute passed) and
+/// returns what each of `pumps` was answered.
+async fn kill_after(
+    mut server: Child,
+    answered: &AtomicUsize,
+    count: usize,
+    pumps: Vec<tokio::task::JoinHandle<HashMap<u32, Message>>>,
+) -> Vec<HashMap<u32, Message>> {
+    let started = std::time::Instant::now();
+    while answered.load(Ordering::Relaxed) < count && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+    let mut before = Vec::new();
+    for pump in pumps {
+        before.push(pump.await.expect("pump"));
+    }
+    before
+}
+
 fn confirmations(answers: &[HashMap<u32, Message>]) -> BTreeSet<String> {
     answers
         .iter()
@@ -187,22 +208,13 @@ async fn sigkill_mid_load_loses_no_answered_request() {
     let accounts = active_accounts();
     assert!(accounts.len() >= 10, "{accounts:?}");
 
-    let mut server = serve(&config_path, addr, &log).await;
+    let server = serve(&config_path, addr, &log).await;
     let answered = Arc::new(AtomicUsize::new(0));
     let pumps: Vec<_> = (0..4)
         .map(|c| tokio::spawn(pump(addr, c, accounts.clone(), 32, Arc::clone(&answered))))
         .collect();
     // Let thousands of requests through, then kill without warning.
-    let started = std::time::Instant::now();
-    while answered.load(Ordering::Relaxed) < 4000 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    server.kill().expect("SIGKILL");
-    server.wait().expect("reaped");
-    let mut before = Vec::new();
-    for pump in pumps {
-        before.push(pump.await.expect("pump"));
-    }
+    let before = kill_after(server, &answered, 4000, pumps).await;
     let answered: usize = before.iter().map(HashMap::len).sum();
     assert!(answered >= 2000, "only {answered} answers before the kill");
     eprintln!("{answered} answers before SIGKILL");
@@ -458,20 +470,9 @@ async fn sigkill_mid_load_credits_every_approval_exactly_once() {
     sim.wait().expect("reaped");
 }
 
-/// PIN products for the PIN crash test: one bucket product of carrier-a.
-const PIN_PRODUCT: &str = r#"
-[[product]]
-sku = "CARD-A-25"
-carrier = "carrier-a"
-value = 2500
-currency = "840"
-card_prefix = "6034567"
-"#;
-
 /// Sale `n` of connection `connection`: the same reusable card at every till.
 fn nth_sale(connection: usize, n: u32, _: &[String]) -> Message {
-    let mut message = request(n, 2500, "6034567000000017");
-    message.set(3, "000000");
+    let mut message = support::pin_sale(n);
     message.set(41, format!("TILL{connection:04}"));
     message
 }
@@ -523,13 +524,14 @@ async fn sigkill_mid_sales_never_answers_one_pin_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let config_path = write_config_with(dir.path(), port, &format!("{DUMMY_ENGINES}{PIN_PRODUCT}"));
+    let engines = format!("{DUMMY_ENGINES}{}", support::PIN_PRODUCT);
+    let config_path = write_config_with(dir.path(), port, &engines);
     import(&config_path);
     let stocked = import_pins(&config_path, dir.path(), 8000);
     let log = dir.path().join("serve.log");
 
     // Four tills selling concurrently on the same card; killed without warning.
-    let mut server = serve(&config_path, addr, &log).await;
+    let server = serve(&config_path, addr, &log).await;
     let answered = Arc::new(AtomicUsize::new(0));
     let pumps: Vec<_> = (0..4)
         .map(|c| {
@@ -543,16 +545,7 @@ async fn sigkill_mid_sales_never_answers_one_pin_twice() {
             ))
         })
         .collect();
-    let started = std::time::Instant::now();
-    while answered.load(Ordering::Relaxed) < 1500 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    server.kill().expect("SIGKILL");
-    server.wait().expect("reaped");
-    let mut before = Vec::new();
-    for pump in pumps {
-        before.push(pump.await.expect("pump"));
-    }
+    let before = kill_after(server, &answered, 1500, pumps).await;
     let sold_before = pins_of(&before);
     assert!(
         sold_before.len() >= 1000,

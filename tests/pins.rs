@@ -20,22 +20,17 @@ use replenish::vocab::confirmation::ConfirmationNumbers;
 use replenish::vocab::confirmation::luhn_valid;
 use replenish::wire::iso8583::Message;
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
-use support::{Client, Switch, free_port, import_samples, request, root};
+use support::{Client, PIN_PRODUCT, Switch, free_port, import_samples, pin_sale, root};
 
 /// A product card of CARD-A-25 (bucket) and of CARD-B-10 (generated).
-const CARD_A: &str = "6034567000000017";
+const CARD_A: &str = support::PIN_CARD;
 const CARD_B: &str = "6034568000000016";
 
+/// The bucket product of the test support with `low_stock`, a generated product of
+/// carrier-b, and `[pins] reversed`.
 fn products(reversed: &str, low_stock: u64) -> String {
     format!(
-        r#"
-[[product]]
-sku = "CARD-A-25"
-carrier = "carrier-a"
-value = 2500
-currency = "840"
-card_prefix = "6034567"
-low_stock = {low_stock}
+        r#"{PIN_PRODUCT}low_stock = {low_stock}
 
 [[product]]
 sku = "CARD-B-10"
@@ -55,9 +50,9 @@ reversed = "{reversed}"
 
 /// A sale of `card` for `amount` with STAN `stan`.
 fn sale(stan: u32, card: &str, amount: u64) -> Message {
-    let mut message = request(stan, amount, card);
-    message.set(3, "000000");
-    message.set(41, "TILL0001");
+    let mut message = pin_sale(stan);
+    message.set(2, card.to_owned());
+    message.set(4, format!("{amount:012}"));
     message
 }
 
