@@ -975,8 +975,12 @@ fn pins(action: PinsAction) -> Result<(), Failure> {
     match action {
         PinsAction::Import { file, sku, config } => {
             let config = load_config(config.as_deref())?;
-            let count = pins::import(&config, &file, &sku, &cli_user()).map_err(failed)?;
-            println!("{}: {count} PIN(s) of {sku} in stock", file.display());
+            let imported = replenish::backoffice::stock::import(&config, &file, &sku, &cli_user())?;
+            println!(
+                "{}: {} PIN(s) of {sku} in stock",
+                file.display(),
+                imported.count
+            );
         }
         PinsAction::Rekey { config } => {
             let config = load_config(config.as_deref())?;
@@ -988,7 +992,7 @@ fn pins(action: PinsAction) -> Result<(), Failure> {
         }
         PinsAction::Stock { json, config } => {
             let config = load_config(config.as_deref())?;
-            let stock = pins::stock(&config).map_err(failed)?;
+            let stock = replenish::backoffice::stock::stock(&config)?;
             if json {
                 println!("{}", to_json(&stock)?);
             } else {

@@ -104,8 +104,9 @@ fn the_demo_credits_every_approval_once() {
         approved.div_ceil(10),
         "one approval in ten reversed"
     );
-    let kinds: Vec<&str> = ledger
-        .lines()
+    // Replenishments (the PIN sales, with their voucher, are counted below).
+    let kinds: Vec<&str> = (ledger.lines())
+        .filter(|l| !l.contains("\"voucher\""))
         .map(|l| {
             if l.contains("\"reversal\"") {
                 "reversal"
@@ -120,6 +121,18 @@ fn the_demo_credits_every_approval_once() {
         reversed,
         "each reversal applied once by the engine"
     );
+    // Six PINs sold, each advised once, the last one's reversal too.
+    let sales: Vec<&str> = (ledger.lines())
+        .filter(|l| l.contains("\"voucher\""))
+        .collect();
+    assert_eq!(sales.iter().filter(|l| l.contains("\"credit\"")).count(), 6);
+    assert_eq!(
+        sales.iter().filter(|l| l.contains("\"reversal\"")).count(),
+        1
+    );
+    let stock = "PIN stock after: CARD-A-25 available 21, sold 4, voided 0; \
+                 CARD-B-10 available 0, sold 1, voided 1";
+    assert!(stdout.contains(stock), "{stdout}");
     let exceptions =
         std::fs::read_to_string(dir.path().join("demo/exceptions.jsonl")).expect("exceptions");
     assert_eq!(

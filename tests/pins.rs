@@ -310,3 +310,65 @@ async fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut text).await.expect("read");
     text
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_imported_while_the_switch_runs_sell_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::start(&dir.path().join("ledger.jsonl"), &loopback_pair()).await;
+    let extra = format!(
+        "{HIGH_LIMITS}{}\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+        products("void", 0),
+        free_port()
+    );
+    let config = config(dir.path(), &engine.addrs(), &extra);
+    import_samples(&config);
+    let switch = Switch::start(config.clone()).await;
+    let mut till = Client::connect(switch.addr).await;
+    let empty = till.exchange(&sale(1, CARD_A, 2500)).await;
+    assert_eq!(empty.text(39), Some("N1"), "nothing in stock yet");
+
+    // Restocked through the running switch: the next sale draws one of the new PINs.
+    let batch = root().join("fixtures/pins/card-a-25.csv");
+    let serial_of = serials(&batch);
+    let (c, b) = (config.clone(), batch.clone());
+    let imported = tokio::task::spawn_blocking(move || {
+        replenish::backoffice::stock::import(&c, &b, "CARD-A-25", "test")
+    })
+    .await
+    .expect("task")
+    .expect("imported through the switch");
+    assert_eq!(imported.count, 25);
+    let sold = till.exchange(&sale(2, CARD_A, 2500)).await;
+    assert_eq!(sold.text(39), Some("00"), "{sold:?}");
+    assert!(serial_of.contains_key(sold.text(63).expect("PIN")));
+
+    // The same file again: every line refused by FILE:LINE, nothing imported.
+    let (c, b) = (config.clone(), batch.clone());
+    let again = tokio::task::spawn_blocking(move || {
+        replenish::backoffice::stock::import(&c, &b, "CARD-A-25", "test")
+    })
+    .await
+    .expect("task")
+    .expect_err("refused");
+    let text = again.to_string();
+    assert!(
+        text.contains("card-a-25.csv:2: serial: CA25-000001 is in stock already"),
+        "{text}"
+    );
+    assert!(
+        !serial_of.keys().any(|pin| text.contains(pin.as_str())),
+        "no PIN in the error"
+    );
+
+    let c = config.clone();
+    let stock = tokio::task::spawn_blocking(move || replenish::backoffice::stock::stock(&c))
+        .await
+        .expect("task")
+        .expect("stock through the switch");
+    let line = stock
+        .iter()
+        .find(|s| s.sku == "CARD-A-25")
+        .expect("CARD-A-25");
+    assert_eq!((line.available, line.sold, line.voided), (24, 1, 0));
+    switch.stop().await;
+}

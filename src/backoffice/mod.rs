@@ -1,10 +1,10 @@
-//! The back office (BACKOFFICE.md §1-§3): business days ([`days`]), reconciliation
-//! with the banks and the prepaid engines ([`reconcile`]), and later settlement and
-//! reports. Every command works on the data directory when no switch runs and
+//! The back office (BACKOFFICE.md §1-§3, §5): business days ([`days`]), reconciliation
+//! with the banks and the prepaid engines ([`reconcile`]), settlement and reports, and
+//! the PIN stock ([`stock`]). Every command works on the data directory when no switch runs and
 //! through the running switch's endpoint when one does; every change it makes is a
 //! journal record first.
 //!
-//! May import: [`crate::operate`], [`crate::switch`], [`crate::engine`],
+//! May import: [`crate::operate`], [`crate::switch`], [`crate::pins`], [`crate::engine`],
 //! [`crate::durable`], [`crate::vocab`], [`crate::wire`], [`crate::config`].
 
 pub mod days;
@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod report;
 pub mod settle;
 pub mod shares;
+pub mod stock;
 
 use std::sync::Arc;
 
@@ -157,7 +158,11 @@ pub fn unbound_routes() -> axum::Router<Shared> {
         .merge(reconcile::routes())
         .merge(settle::routes())
         .merge(report::routes())
+        .merge(stock::routes())
 }
+
+/// A route's answer: its JSON, or a refusal (see [`answer_error`]).
+pub(crate) type Answer<T> = Result<Json<T>, (StatusCode, Json<Refusal>)>;
 
 /// A failed route's answer: refusals and bad input as `{"error"}` with 409 or 422,
 /// anything else 500.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::durable::datadir::{DataDir, DataError};
 use crate::durable::record::{PinBatch, Record, Resealed, ResealedPin, StoredPin};
-use crate::durable::store::{PinState, Stock, StoreError};
+use crate::durable::store::{PinState, Stock, Store, StoreError};
 use crate::durable::vault::{Vault, VaultError};
 
 /// PINs one file may hold: a batch is one journal record (at most 1 MiB), so that it is
@@ -83,6 +83,38 @@ pub fn import_bytes(
     sku: &str,
     by: &str,
 ) -> Result<usize, PinsError> {
+    let data = DataDir::open(config)?;
+    let imported = import_into(&data, config, (name, bytes), sku, by);
+    data.close()?;
+    imported
+}
+
+/// [`import_bytes`] on an open data directory (no switch running on it).
+pub fn import_into(
+    data: &DataDir,
+    config: &Config,
+    file: (&str, &[u8]),
+    sku: &str,
+    by: &str,
+) -> Result<usize, PinsError> {
+    let vault = Vault::open_or_create(&config.pin_key_file())?;
+    let batch = seal_batch(&data.store, &vault, config, file, sku, by)?;
+    let count = batch.pins.len();
+    data.commit(&[Record::PinsImported(Box::new(batch))])?;
+    Ok(count)
+}
+
+/// A file's PINs checked whole against itself and the stock in `store`, and sealed
+/// with `vault`: the batch to journal. `file` is its name (for errors and the record)
+/// and its content. Every bad line is named `NAME:LINE`; no PIN is in any error.
+pub fn seal_batch(
+    store: &Store,
+    vault: &Vault,
+    config: &Config,
+    (name, bytes): (&str, &[u8]),
+    sku: &str,
+    by: &str,
+) -> Result<PinBatch, PinsError> {
     let product = (config.find_product(sku))
         .ok_or_else(|| PinsError::Input(format!("--sku {sku}: no [[product]] with that sku")))?;
     if product.mode != crate::vocab::products::PinMode::Bucket {
@@ -98,47 +130,38 @@ pub fn import_bytes(
             rows.len()
         )));
     }
-    let data = DataDir::open(config)?;
-    let imported = (|| {
-        let vault = Vault::open_or_create(&config.pin_key_file())?;
-        let mut pins = Vec::with_capacity(rows.len());
-        for row in rows {
-            let digest = vault.digest(&row.pin);
-            if data.store.pin_sku(&row.serial)?.is_some() {
-                problems.push((
-                    row.line,
-                    format!("serial: {} is in stock already", row.serial),
-                ));
-            } else if let Some(serial) = data.store.pin_by_digest(&digest)? {
-                problems.push((row.line, format!("pin: in stock already (serial {serial})")));
-            }
-            pins.push(StoredPin {
-                sealed: vault.seal(&row.serial, &row.pin)?,
-                serial: row.serial,
-                digest,
-                expiry: row.expiry,
-            });
+    let mut pins = Vec::with_capacity(rows.len());
+    for row in rows {
+        let digest = vault.digest(&row.pin);
+        if store.pin_sku(&row.serial)?.is_some() {
+            problems.push((
+                row.line,
+                format!("serial: {} is in stock already", row.serial),
+            ));
+        } else if let Some(serial) = store.pin_by_digest(&digest)? {
+            problems.push((row.line, format!("pin: in stock already (serial {serial})")));
         }
-        if !problems.is_empty() {
-            problems.sort_by_key(|(line, _)| *line);
-            return Err(bad_lines(name, &problems));
-        }
-        let count = pins.len();
-        let batch = PinBatch {
-            sku: sku.to_owned(),
-            file: Path::new(name)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            by: by.to_owned(),
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            pins,
-        };
-        data.commit(&[Record::PinsImported(Box::new(batch))])?;
-        Ok(count)
-    })();
-    data.close()?;
-    imported
+        pins.push(StoredPin {
+            sealed: vault.seal(&row.serial, &row.pin)?,
+            serial: row.serial,
+            digest,
+            expiry: row.expiry,
+        });
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|(line, _)| *line);
+        return Err(bad_lines(name, &problems));
+    }
+    Ok(PinBatch {
+        sku: sku.to_owned(),
+        file: Path::new(name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        by: by.to_owned(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        pins,
+    })
 }
 
 /// Seals every PIN in stock again under a new key (the old key is kept beside the new

@@ -165,6 +165,19 @@ impl Shelf {
         }
     }
 
+    /// Puts newly imported PINs of `sku` at the back of the shelf (imported while the
+    /// switch runs, once their record is durable and indexed); re-arms the low-stock
+    /// alert when the stock is above its level again. Returns the PINs on the shelf.
+    pub fn stock_up(&mut self, sku: &str, serials: impl IntoIterator<Item = String>) -> u64 {
+        let Some(bin) = self.bins.get_mut(sku) else {
+            return 0;
+        };
+        bin.serials.extend(serials);
+        bin.low &= bin.count() <= bin.low_stock;
+        bin.show();
+        bin.count()
+    }
+
     /// PINs of `sku` on the shelf.
     pub fn available(&self, sku: &str) -> u64 {
         self.bins.get(sku).map_or(0, Bin::count)

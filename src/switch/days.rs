@@ -116,14 +116,19 @@ impl Decider {
     /// returns their journal positions.
     pub fn journal_records(&self, records: &[Record]) -> Result<Vec<u64>, SwitchError> {
         let seqs = crate::durable::datadir::append(&self.journal, records)?;
-        let last = seqs.last().copied().unwrap_or(0);
+        self.wait_indexed(seqs.last().copied().unwrap_or(0));
+        Ok(seqs)
+    }
+
+    /// Waits (at most 10 s) until the index has applied the journal up to `seq`: what
+    /// a read of the indexes after a change needs (blocking).
+    pub fn wait_indexed(&self, seq: u64) {
         for _ in 0..5000 {
-            if self.applied.load(std::sync::atomic::Ordering::Acquire) >= last {
+            if self.applied.load(std::sync::atomic::Ordering::Acquire) >= seq {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        Ok(seqs)
     }
 
     /// The open business day.

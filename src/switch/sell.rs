@@ -10,7 +10,7 @@
 
 use super::decide::{Decider, Draft, State, SwitchError};
 use super::validate;
-use crate::durable::record::{Credit, PinMove, Voucher};
+use crate::durable::record::{Credit, PinBatch, PinMove, Voucher};
 use crate::durable::store::{PinState, StoreError};
 use crate::pins::make;
 use crate::vocab::accounts::Location;
@@ -46,6 +46,14 @@ impl Decider {
     pub(super) fn sale_location(&self, message: &Message) -> Result<Option<Location>, StoreError> {
         self.store
             .location(&validate::location_of(message, &self.rules))
+    }
+
+    /// Puts a batch imported while the switch runs on its product's shelf: called once
+    /// its record is durable and indexed, so a sale never draws a PIN the switch could
+    /// forget. Returns the PINs of the product on the shelf.
+    pub fn stock_up(&self, batch: &PinBatch) -> u64 {
+        let serials = batch.pins.iter().map(|p| p.serial.clone());
+        self.lock().shelf.stock_up(&batch.sku, serials)
     }
 
     /// Decides a sale: approved with a PIN, or declined.

@@ -249,16 +249,20 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         seen.push((sale.clone(), answer.clone()));
         sales.push((sale, answer));
     }
-    let (last_sale, _) = sales.last().ok_or_else(|| fail("no sale"))?;
-    let voided = exchange(reversal_of(last_sale, requests + to_reverse.len() + 99)).await?;
-    seen.push((
-        reversal_of(last_sale, requests + to_reverse.len() + 99),
-        voided.clone(),
-    ));
     let sold: Vec<String> = (sales.iter())
         .filter_map(|(_, a)| a.text(62).map(str::to_owned))
         .collect();
+    // As with replenishments, the reversal goes out once the engine has the sale.
     wait_ledger(&ledger_path, &sold, &[], "PIN sale acks").await;
+    let (last_sale, _) = sales.last().ok_or_else(|| fail("no sale"))?;
+    let reversal = reversal_of(
+        last_sale,
+        requests + to_reverse.len() + DEMO_SALES.len() + 1,
+    );
+    let voided = exchange(reversal.clone()).await?;
+    seen.push((reversal, voided.clone()));
+    let last: Vec<String> = sold.last().cloned().into_iter().collect();
+    wait_ledger(&ledger_path, &[], &last, "PIN sale reversal ack").await;
     let pin_lines = sale_lines(&sales, &voided);
     let elapsed = started.elapsed();
     stop.cancel();
