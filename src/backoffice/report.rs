@@ -1,7 +1,8 @@
 //! The back office's reports (BACKOFFICE.md §3, seed steps 308 and 313):
 //! `report revenue --month M [--by carrier|bank|retailer]` (per group and currency:
 //! transactions, gross, reversed, net and each party's share; text, CSV, JSON or a
-//! self-contained HTML page with an SVG bar chart per group), `report audit --day D
+//! self-contained HTML page with an SVG bar chart per group; and the PINs sold per
+//! business day, product and retailer, BACKOFFICE.md §5), `report audit --day D
 //! --bank NAME` (every transaction of a settlement with its parts, so each party's
 //! total traces back to transactions) and `report fraud --day D` (the fraud log
 //! grouped by account, location and terminal; accounts masked).
@@ -67,6 +68,38 @@ impl Row {
     }
 }
 
+/// The PINs of one product sold at one retailer's shops on one business day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinSales {
+    /// The business day of the sales.
+    pub day: String,
+    /// The product.
+    pub sku: String,
+    /// The shop's retailer (the shop's DE42 when the shop is not known).
+    pub retailer: String,
+    /// DE49.
+    pub currency: String,
+    /// Sales approved.
+    pub sales: u64,
+    /// Of them, reversed (the PIN voided or put back in stock).
+    pub reversed: u64,
+    /// Sales less reversed.
+    pub net: u64,
+    /// What the sales not reversed came to, minor units.
+    pub net_amount: u64,
+}
+
+impl PinSales {
+    fn add(&mut self, share: &Share<'_>) {
+        // A sale is reversed whole or not at all.
+        let reversed = u64::from(share.net < share.gross);
+        self.sales += 1;
+        self.reversed += reversed;
+        self.net += 1 - reversed;
+        self.net_amount += share.net;
+    }
+}
+
 /// The revenue report of a month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revenue {
@@ -80,6 +113,78 @@ pub struct Revenue {
     pub rows: Vec<Row>,
     /// Per currency, every group.
     pub totals: Vec<Row>,
+    /// PIN sales per business day, product, retailer and currency (none before the
+    /// switch sold PINs).
+    #[serde(default)]
+    pub pin_sales: Vec<PinSales>,
+}
+
+/// A month's shares added up as the report shows them.
+#[derive(Default)]
+struct Tally {
+    /// Per (group, currency).
+    rows: BTreeMap<(String, String), Row>,
+    /// Per (`total`, currency).
+    totals: BTreeMap<(String, String), Row>,
+    /// Per (day, sku, retailer, currency).
+    pin_sales: BTreeMap<(String, String, String, String), PinSales>,
+}
+
+impl Tally {
+    /// Adds one approval of business day `day` to its group, the totals and, for a PIN
+    /// sale, its product's and retailer's row.
+    fn add(&mut self, by: By, day: &str, share: &Share<'_>) {
+        let adjustment = share.bank == crate::vocab::people::ADJUSTMENT;
+        let group = match by {
+            _ if adjustment => share.bank,
+            By::Carrier => share.carrier,
+            By::Bank => share.bank,
+            By::Retailer => share.retailer.unwrap_or("(none)"),
+        };
+        row_of(&mut self.rows, group, share.currency).add(share);
+        if !adjustment {
+            // Goodwill credits are shown, but no bank paid them: not in the totals.
+            row_of(&mut self.totals, "total", share.currency).add(share);
+        }
+        self.add_sale(day, share);
+    }
+
+    /// Counts a PIN sale (a credit that drew a voucher) under its product and the
+    /// retailer of the shop it was sold at.
+    fn add_sale(&mut self, day: &str, share: &Share<'_>) {
+        let credit = share.decision.credit.as_ref();
+        let Some(voucher) = credit.and_then(|c| c.voucher.as_deref()) else {
+            return;
+        };
+        let empty = PinSales {
+            day: day.to_owned(),
+            sku: voucher.sku.clone(),
+            retailer: (share.retailer.unwrap_or(&share.decision.summary.location)).to_owned(),
+            currency: share.currency.to_owned(),
+            ..PinSales::default()
+        };
+        let key = (
+            empty.day.clone(),
+            empty.sku.clone(),
+            empty.retailer.clone(),
+            empty.currency.clone(),
+        );
+        self.pin_sales.entry(key).or_insert(empty).add(share);
+    }
+}
+
+/// The row of `group` in `currency`, started empty.
+fn row_of<'a>(
+    rows: &'a mut BTreeMap<(String, String), Row>,
+    group: &str,
+    currency: &str,
+) -> &'a mut Row {
+    let key = (group.to_owned(), currency.to_owned());
+    rows.entry(key).or_insert_with(|| Row {
+        group: group.to_owned(),
+        currency: currency.to_owned(),
+        ..Row::default()
+    })
 }
 
 /// The revenue of `month` (closed business days whose date starts with it).
@@ -99,44 +204,19 @@ pub fn revenue(
     let days: Vec<_> = (books.store.closed_days()?.into_iter())
         .filter(|d| d.day.starts_with(month))
         .collect();
-    let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
-    let mut totals: BTreeMap<String, Row> = BTreeMap::new();
+    let mut tally = Tally::default();
     for day in &days {
         each_share(books, config, day, None, |share| {
-            let adjustment = share.bank == crate::vocab::people::ADJUSTMENT;
-            let group = match by {
-                _ if adjustment => share.bank.to_owned(),
-                By::Carrier => share.carrier.to_owned(),
-                By::Bank => share.bank.to_owned(),
-                By::Retailer => share.retailer.unwrap_or("(none)").to_owned(),
-            };
-            let key = (group.clone(), share.currency.to_owned());
-            let row = rows.entry(key).or_insert_with(|| Row {
-                group,
-                currency: share.currency.to_owned(),
-                ..Row::default()
-            });
-            row.add(share);
-            if adjustment {
-                // Goodwill credits are shown, but no bank paid them: not in the totals.
-                return;
-            }
-            let total = totals
-                .entry(share.currency.to_owned())
-                .or_insert_with(|| Row {
-                    group: "total".into(),
-                    currency: share.currency.to_owned(),
-                    ..Row::default()
-                });
-            total.add(share);
+            tally.add(by, &day.day, share)
         })?;
     }
     Ok(Revenue {
         month: month.to_owned(),
         by,
         days: days.into_iter().map(|d| d.day).collect(),
-        rows: rows.into_values().collect(),
-        totals: totals.into_values().collect(),
+        rows: tally.rows.into_values().collect(),
+        totals: tally.totals.into_values().collect(),
+        pin_sales: tally.pin_sales.into_values().collect(),
     })
 }
 
@@ -168,7 +248,31 @@ fn values(row: &Row) -> [String; 10] {
     ]
 }
 
-/// The report as a table for people.
+const PIN_COLUMNS: [&str; 8] = [
+    "day",
+    "sku",
+    "retailer",
+    "currency",
+    "sales",
+    "reversed",
+    "net",
+    "net_amount",
+];
+
+fn pin_values(sales: &PinSales) -> [String; 8] {
+    [
+        sales.day.clone(),
+        sales.sku.clone(),
+        sales.retailer.clone(),
+        sales.currency.clone(),
+        sales.sales.to_string(),
+        sales.reversed.to_string(),
+        sales.net.to_string(),
+        sales.net_amount.to_string(),
+    ]
+}
+
+/// The report as a table for people, then the PINs sold (when any were).
 pub fn revenue_text(report: &Revenue) -> String {
     let mut out = format!(
         "revenue {} by {:?} ({} business day(s)), minor units\n",
@@ -177,18 +281,34 @@ pub fn revenue_text(report: &Revenue) -> String {
         report.days.len()
     )
     .to_lowercase();
-    let line = |values: &[String]| {
-        let mut text = format!("{:<24} {:<4}", values[0], values[1]);
-        for value in &values[2..] {
-            let _ = write!(text, " {value:>12}");
-        }
-        text + "\n"
-    };
-    out += &line(&COLUMNS.map(str::to_owned));
+    let widths = [24, 8];
+    out += &text_line(&COLUMNS.map(str::to_owned), &widths);
     for row in report.rows.iter().chain(&report.totals) {
-        out += &line(&values(row));
+        out += &text_line(&values(row), &widths);
+    }
+    if report.pin_sales.is_empty() {
+        return out;
+    }
+    out += "\npins sold per business day, product and retailer, minor units\n";
+    let widths = [10, 12, 24, 8];
+    out += &text_line(&PIN_COLUMNS.map(str::to_owned), &widths);
+    for sales in &report.pin_sales {
+        out += &text_line(&pin_values(sales), &widths);
     }
     out
+}
+
+/// One line of a text table: the first values left-aligned in `widths`, the others
+/// right-aligned in 12 characters.
+fn text_line(values: &[String], widths: &[usize]) -> String {
+    let mut text = String::new();
+    for (value, width) in values.iter().zip(widths) {
+        let _ = write!(text, "{value:<width$} ");
+    }
+    for value in values.iter().skip(widths.len()) {
+        let _ = write!(text, "{value:>12} ");
+    }
+    text.trim_end().to_owned() + "\n"
 }
 
 /// The report as CSV (the totals last, group `total`).
@@ -219,24 +339,36 @@ pub fn revenue_html(report: &Revenue) -> String {
         format!("{:?}", report.by).to_lowercase(),
         report.days.len()
     );
-    out += "<table><tr>";
-    for column in COLUMNS {
-        let _ = write!(out, "<th>{column}</th>");
-    }
-    out += "</tr>\n";
-    for row in report.rows.iter().chain(&report.totals) {
-        out += "<tr>";
-        for value in values(row) {
-            let _ = write!(out, "<td>{}</td>", escape(&value));
-        }
-        out += "</tr>\n";
-    }
-    out += "</table>\n";
+    out += &html_table(
+        &COLUMNS,
+        report.rows.iter().chain(&report.totals).map(values),
+    );
     for row in &report.rows {
         out += &bar_chart(row);
     }
+    if !report.pin_sales.is_empty() {
+        out += "<h2>PINs sold per business day, product and retailer</h2>\n";
+        out += &html_table(&PIN_COLUMNS, report.pin_sales.iter().map(pin_values));
+    }
     out += "</body></html>\n";
     out
+}
+
+/// A table of `columns` and `rows`, escaped.
+fn html_table<R: AsRef<[String]>>(columns: &[&str], rows: impl Iterator<Item = R>) -> String {
+    let mut out = String::from("<table><tr>");
+    for column in columns {
+        let _ = write!(out, "<th>{column}</th>");
+    }
+    out += "</tr>\n";
+    for row in rows {
+        out += "<tr>";
+        for value in row.as_ref() {
+            let _ = write!(out, "<td>{}</td>", escape(value));
+        }
+        out += "</tr>\n";
+    }
+    out + "</table>\n"
 }
 
 /// Horizontal bars of a group's shares, scaled to the largest.

@@ -3,7 +3,8 @@
 //! approval, a credited advice, a completion); what is split is what is left of it
 //! after reversals, read from the index (a partial reversal leaves the rest, a full one
 //! nothing); the retailer is the location's (none for an ATM transfer, `40xxxx`), the
-//! carrier the account's, the bank the one whose link the message came on. A console
+//! carrier the account's (a PIN sale's: its product's, BACKOFFICE.md §5, the card being
+//! no prepaid account), the bank the one whose link the message came on. A console
 //! adjustment (a goodwill credit a second person approved) has no bank: it is shared as
 //! bank `adjustment` with no parts, so no bank settles it and reports can show it.
 
@@ -13,7 +14,7 @@ use super::BackofficeError;
 use super::reconcile::Books;
 use crate::config::Config;
 use crate::durable::journal;
-use crate::durable::record::{Decision, Record, Standing};
+use crate::durable::record::{Credit, Decision, Record, Standing};
 use crate::durable::store::ClosedDay;
 use crate::vocab::fees::{self, Parties, Split};
 use crate::vocab::people;
@@ -92,13 +93,16 @@ pub fn each_share(
                 })?,
             };
             let account = decision.account.as_deref().unwrap_or("");
-            let carrier = cached(&mut carriers, account, |number| {
-                Ok(books
-                    .store
-                    .account(number)?
-                    .map(|a| a.carrier)
-                    .unwrap_or_default())
-            })?;
+            let carrier = match product_carrier(config, credit) {
+                Some(carrier) => carrier,
+                None => cached(&mut carriers, account, |number| {
+                    Ok(books
+                        .store
+                        .account(number)?
+                        .map(|a| a.carrier)
+                        .unwrap_or_default())
+                })?,
+            };
             Ok((net, retailer, carrier))
         })();
         match looked_up {
@@ -186,6 +190,13 @@ fn decision_at(books: &Books<'_>, seq: u64) -> Result<Option<Decision>, Backoffi
         }
     }
     Ok(None)
+}
+
+/// The carrier of a PIN sale's product (none for a replenishment, or a product no
+/// longer configured).
+fn product_carrier(config: &Config, credit: &Credit) -> Option<String> {
+    let voucher = credit.voucher.as_deref()?;
+    (config.find_product(&voucher.sku)).map(|product| product.carrier.clone())
 }
 
 /// `key`'s value from `cache`, else from `load` (and remembered).

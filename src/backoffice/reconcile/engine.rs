@@ -1,12 +1,12 @@
 //! `replenish reconcile engine FILE --engine NAME --day D`: a prepaid engine's daily
 //! report of what it applied (`confirmation,min,amount,kind` CSV, `kind` `credit` or
-//! `reversal`) against the credits the switch approved for that engine on that business
-//! day and the reversal advices it sent. Classes: `matched`, `amount_mismatch`,
-//! `missing_at_engine` (acknowledged by the engine, not in its report),
-//! `unknown_at_switch` (applied at the engine, never approved here: an alarm) and
-//! `applied_twice`. A credit still waiting in the outbox is not expected in the report;
-//! a line for a credit of another business day (the engine's day and the switch's need
-//! not end together) matches that credit.
+//! `reversal`; `min` empty for a PIN sale) against the credits the switch approved for
+//! that engine on that business day and the reversal advices it sent. Classes:
+//! `matched`, `amount_mismatch`, `missing_at_engine` (acknowledged by the engine, not in
+//! its report), `unknown_at_switch` (applied at the engine, never approved here: an
+//! alarm) and `applied_twice`. A credit still waiting in the outbox is not expected in
+//! the report; a line for a credit of another business day (the engine's day and the
+//! switch's need not end together) matches that credit.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -176,7 +176,8 @@ fn check(line: &Line) -> Result<(), (&'static str, String)> {
             format!("{:?} is not 12 digits", line.confirmation),
         ));
     }
-    if !digits(&line.min) || line.min.len() > 15 {
+    // A PIN sale (BACKOFFICE.md §5) credits no subscriber: its line has no MIN.
+    if !(line.min.is_empty() || digits(&line.min)) || line.min.len() > 15 {
         return Err(("min", format!("{:?} is not a MIN", line.min)));
     }
     if !matches!(line.kind.as_str(), "credit" | "reversal") {
