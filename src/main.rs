@@ -254,6 +254,14 @@ enum Command {
         /// Also run the engine simulator and measure delivery of every credit to it.
         #[arg(long)]
         engine: bool,
+        /// Then measure PIN sales the same way on a product with imported stock (a second
+        /// phase on its own switch); any sale not approved `00` fails the bench.
+        #[arg(long)]
+        sales: bool,
+        /// PINs to import for --sales (default: 1.5 times the approvals of the first phase,
+        /// closed loop, or the rate's worth and a tenth).
+        #[arg(long, requires = "sales")]
+        sales_stock: Option<usize>,
         #[command(flatten)]
         pacing: Pacing,
     },
@@ -793,8 +801,13 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Bench {
             accounts,
             engine,
+            sales,
+            sales_stock,
             pacing,
-        } => bench(accounts, engine, pacing),
+        } => {
+            let sales = sales.then_some(bench::SalesPlan { stock: sales_stock });
+            bench(accounts, engine, sales, pacing)
+        }
         Command::Demo {
             requests,
             data_dir,
@@ -1261,7 +1274,12 @@ fn load(
     report_load(&report, &pacing)
 }
 
-fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
+fn bench(
+    accounts: usize,
+    engine: bool,
+    sales: Option<bench::SalesPlan>,
+    mut pacing: Pacing,
+) -> Result<(), Failure> {
     logging::init("warn");
     let plan = BenchPlan {
         connections: pacing.connections,
@@ -1270,13 +1288,22 @@ fn bench(accounts: usize, engine: bool, pacing: Pacing) -> Result<(), Failure> {
         accounts,
         data_dir: None,
         engine,
+        sales,
     };
     let report = runtime()?
         .block_on(bench::run(plan))
         .map_err(|e| Failure::Other(e.to_string()))?;
+    // The bench's JSON is the load's with the sales phase added: written here.
+    let json = pacing.json.take();
     report_load(&report.load, &pacing)?;
     print!("{}", report.after_load());
-    Ok(())
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    }
+    report.failure().map_or(Ok(()), |e| Err(Failure::Other(e)))
 }
 
 fn demo(requests: usize, data_dir: Option<PathBuf>, serve: bool) -> Result<(), Failure> {

@@ -52,6 +52,9 @@ struct Bin {
     low_stock: u64,
     /// At or below `low_stock` since the last alert.
     low: bool,
+    /// Sold out since the last warning (one warning per time it runs out, not one per
+    /// declined sale).
+    out: bool,
     gauge: Gauge,
 }
 
@@ -96,6 +99,7 @@ impl Shelf {
                 .collect();
             let bin = Bin {
                 low: product.low_stock > 0 && serials.len() as u64 <= product.low_stock,
+                out: false,
                 low_stock: product.low_stock,
                 serials,
                 gauge: Gauge::default(),
@@ -143,6 +147,13 @@ impl Shelf {
         }
         bin.show();
         let Some(item) = drawn else {
+            if !bin.out {
+                tracing::warn!(
+                    sku,
+                    "out of stock: PIN sales are declined N1 until an import"
+                );
+            }
+            bin.out = true;
             return Ok(None);
         };
         let crossed = !bin.low && bin.low_stock > 0 && bin.count() <= bin.low_stock;
@@ -161,6 +172,7 @@ impl Shelf {
         if let Some(bin) = self.bins.get_mut(sku) {
             bin.serials.push_front(serial.to_owned());
             bin.low &= bin.count() <= bin.low_stock;
+            bin.out = false;
             bin.show();
         }
     }
@@ -174,6 +186,7 @@ impl Shelf {
         };
         bin.serials.extend(serials);
         bin.low &= bin.count() <= bin.low_stock;
+        bin.out = bin.serials.is_empty();
         bin.show();
         bin.count()
     }

@@ -143,7 +143,6 @@ impl Decider {
     ) -> Result<Option<Voucher>, Refusal> {
         let today = draft.decision.day.clone();
         let Some((item, low)) = state.shelf.draw(&self.store, &product.sku, &today)? else {
-            tracing::warn!(sku = product.sku, "PIN sale declined: out of stock");
             return Ok(None);
         };
         if let Some(low) = low {
