@@ -20,6 +20,8 @@ use crate::vocab::products::{PinsConfig, Product};
 use crate::wire::framing::LengthHeader;
 use crate::wire::iso8583::Spec;
 
+pub mod channels;
+
 /// The text of the embedded default config.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../fixtures/configs/default.toml");
 
@@ -88,6 +90,18 @@ pub struct Config {
     /// PIN settings (`[pins]`).
     #[serde(default)]
     pub pins: PinsConfig,
+    /// The self-service channel API (`[channels]`, BACKOFFICE.md §6); none when absent.
+    #[serde(default)]
+    pub channels: Option<channels::ChannelsConfig>,
+    /// The banks the switch debits for the channels (`[[debit_bank]]`).
+    #[serde(default)]
+    pub debit_bank: Vec<channels::DebitBankConfig>,
+    /// Dialed feature codes and their amounts (`[[feature_code]]`).
+    #[serde(default)]
+    pub feature_code: Vec<channels::FeatureCode>,
+    /// IVR numbers and their amounts (`[[ivr_number]]`).
+    #[serde(default)]
+    pub ivr_number: Vec<channels::IvrNumber>,
 }
 
 /// The operators' console (`[console]`).
@@ -197,6 +211,9 @@ pub struct NotifyConfig {
     /// Email over SMTP (`[notify.email]`): the reconciliation exception reports.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// SMS over SMPP 3.4 (`[notify.sms]`): the channels' receipts to the MIN.
+    #[serde(default)]
+    pub sms: Option<channels::SmsConfig>,
 }
 
 /// Email over SMTP (`[notify.email]`).
@@ -735,6 +752,7 @@ impl Config {
         }
         self.validate_payees()?;
         self.validate_products()?;
+        self.validate_channels()?;
         if let Some(level) = &self.logs.level {
             level
                 .parse::<tracing::Level>()
@@ -960,36 +978,56 @@ impl EngineConfig {
         if self.carriers.is_empty() || self.carriers.iter().any(String::is_empty) {
             return Err("carriers: name at least one carrier (or \"*\")".into());
         }
-        if !(1..=2).contains(&self.links.len()) {
-            return Err(format!(
-                "links: one or two addresses, found {}",
-                self.links.len()
-            ));
+        if self.ack_timeout.is_zero() {
+            return Err("ack_timeout must be more than 0".into());
         }
-        check_spec(&self.spec)?;
-        if self.ack_timeout.is_zero() || self.echo_interval.is_zero() {
-            return Err("ack_timeout and echo_interval must be more than 0".into());
-        }
-        let backoff = &self.retry_backoff;
-        if backoff.initial.is_zero() || backoff.max < backoff.initial {
-            return Err("retry_backoff: need 0 < initial <= max".into());
-        }
-        if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
-            return Err("retry_backoff.multiplier must be at least 1.0".into());
-        }
-        if let Some(tls) = &self.tls {
-            readable("tls.ca", &tls.ca)?;
-            match (&tls.cert, &tls.key) {
-                (Some(cert), Some(key)) => {
-                    readable("tls.cert", cert)?;
-                    readable("tls.key", key)?;
-                }
-                (None, None) => {}
-                _ => return Err("tls: cert and key go together".into()),
-            }
-        }
-        Ok(())
+        check_links(
+            &self.links,
+            &self.spec,
+            self.echo_interval,
+            &self.retry_backoff,
+            self.tls.as_ref(),
+        )
     }
+}
+
+/// The checks every outbound pair of links shares (engines, debit banks): one or two
+/// addresses, a spec, an echo interval, a backoff and the TLS files.
+fn check_links(
+    links: &[SocketAddr],
+    spec: &str,
+    echo_interval: Duration,
+    backoff: &BackoffConfig,
+    tls: Option<&ClientTls>,
+) -> Result<(), String> {
+    if !(1..=2).contains(&links.len()) {
+        return Err(format!(
+            "links: one or two addresses, found {}",
+            links.len()
+        ));
+    }
+    check_spec(spec)?;
+    if echo_interval.is_zero() {
+        return Err("echo_interval must be more than 0".into());
+    }
+    if backoff.initial.is_zero() || backoff.max < backoff.initial {
+        return Err("retry_backoff: need 0 < initial <= max".into());
+    }
+    if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+        return Err("retry_backoff.multiplier must be at least 1.0".into());
+    }
+    if let Some(tls) = tls {
+        readable("tls.ca", &tls.ca)?;
+        match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => {
+                readable("tls.cert", cert)?;
+                readable("tls.key", key)?;
+            }
+            (None, None) => {}
+            _ => return Err("tls: cert and key go together".into()),
+        }
+    }
+    Ok(())
 }
 
 impl LimitsConfig {
@@ -1109,6 +1147,27 @@ mod tests {
     }
 
     #[test]
+    fn the_channels_sample_reads_as_written() {
+        let text = include_str!("../fixtures/configs/channels.toml");
+        let config = Config::from_toml(text, "channels.toml").expect("valid");
+        let bank = config.find_debit_bank("first-bank").expect("debit bank");
+        assert_eq!(
+            (
+                bank.acquirer_id.as_str(),
+                bank.response_timeout,
+                bank.links.len()
+            ),
+            ("00099999", Duration::from_secs(5), 2)
+        );
+        assert_eq!(config.feature_code[0].code, "*25");
+        assert_eq!(config.ivr_number[0].amount, 2500);
+        assert_eq!(
+            config.channel_key_file(),
+            PathBuf::from("./data/channel.key")
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_line() {
         let text =
             "data_dir = \"x\"\n\n[[acquirer]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nport = 3\n";
@@ -1156,6 +1215,35 @@ mod tests {
             (
                 "[notify.email]\nsmtp = \"mail\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n",
                 "notify.email.smtp",
+            ),
+            // The channels (BACKOFFICE.md §6).
+            (
+                "[channels]\nlisten = \"127.0.0.1:8081\"\n",
+                "[channels] needs at least one [[debit_bank]]",
+            ),
+            (
+                "[[debit_bank]]\nname = \"fb\"\nlinks = [\"127.0.0.1:9\"]\nacquirer_id = \"A1\"\n",
+                "debit_bank \"fb\": acquirer_id",
+            ),
+            (
+                "[[debit_bank]]\nname = \"fb\"\nlinks = []\nacquirer_id = \"1\"\n",
+                "debit_bank \"fb\": links: one or two",
+            ),
+            (
+                "[[feature_code]]\ncode = \"25\"\namount = 2500\n",
+                "feature_code \"25\": code is *",
+            ),
+            (
+                "[[feature_code]]\ncode = \"*25\"\namount = 0\n",
+                "feature_code \"*25\": amount",
+            ),
+            (
+                "[[ivr_number]]\nnumber = \"1800-555\"\namount = 2500\n",
+                "ivr_number \"1800-555\"",
+            ),
+            (
+                "[notify.sms]\nsmsc = \"127.0.0.1:2775\"\nsystem_id = \"a-system-id-too-long\"\npassword_file = \"x\"\nsource_addr = \"7777\"\n",
+                "notify.sms.system_id",
             ),
             // Settlement configured (a fee): every party paid needs a payee, named.
             (
