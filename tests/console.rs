@@ -319,6 +319,9 @@ async fn sessions_need_csrf_change_id_at_sign_in_lock_out_and_end() {
     .await;
 }
 
+/// A subscriber's account at their bank (BACKOFFICE.md §6), enrolled for debits.
+const DEBIT_ACCOUNT: &str = "5413330089010012";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activation_four_eyes_and_the_audit_trail() {
     let running = std::sync::Arc::new(start().await);
@@ -358,8 +361,54 @@ async fn activation_four_eyes_and_the_audit_trail() {
             activate(CARRIER_A_ACTIVE, "2065551000").1["error"],
             "min_in_use"
         );
+
+        // Enrolment for the channels rides on activation (§4, §6): each field checked.
+        let enrol = |fields: Value| {
+            let mut body = json!({"account": CARRIER_A_NO_MIN, "min": "2065551000"});
+            if let (Some(body), Some(fields)) = (body.as_object_mut(), fields.as_object()) {
+                body.extend(fields.clone());
+            }
+            r.call(&ivr, "POST", "/api/v1/activations", Some(body))
+        };
+        let full = json!({"pin": "4321", "debit_bank": "first-bank",
+                          "debit_account": DEBIT_ACCOUNT});
+        let bad = [
+            (json!({"pin": "12a4"}), "invalid_pin"),
+            (json!({"pin": "123"}), "invalid_pin"),
+            (json!({"debit_bank": "no-such-bank"}), "invalid_debit_bank"),
+            (json!({"debit_account": "1234567"}), "invalid_debit_account"),
+            (json!({"pin": "4321"}), "invalid_enrolment"),
+        ];
+        for (fields, error) in bad {
+            let (status, answer) = enrol(fields.clone());
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (422, Some(error)),
+                "{fields}"
+            );
+        }
+        let (status, answer) = enrol(full);
+        assert_eq!(status, 200, "{answer}");
+        let shown = json!({"debit_bank": "first-bank", "debit_account": "541333******0012",
+                           "locked": false});
+        assert_eq!(answer["enrolment"], shown, "masked: {answer}");
+        let (status, answer) = enrol(json!({"pin": "987654"}));
+        assert_eq!(
+            (status, &answer["enrolment"]),
+            (200, &shown),
+            "a new PIN alone"
+        );
     })
     .await;
+    // The debit account and the PINs are in no file of the data directory, nor the log.
+    for path in files(&running.dir.path().join("data")) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for secret in [DEBIT_ACCOUNT, "987654\"", "\"4321\""] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{} holds {secret}", path.display());
+        }
+    }
+    assert!(!running.log().contains(DEBIT_ACCOUNT));
     // An activated account replenishes at once.
     assert_eq!(running.replenish(7, CARRIER_A_NO_MIN).await, "00");
     assert_eq!(

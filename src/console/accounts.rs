@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::enrol::{EnrolRequest, enrolment};
 use super::scope::{Action, Principal};
 use super::users::{audit, value};
 use super::{ApiError, Console};
@@ -148,30 +149,42 @@ pub fn transaction(
     lookup::find(store, numbers, confirmation)?.ok_or(ApiError::NotFound)
 }
 
-/// Activates `number` with `min` (or assigns a new MIN to an active account); an active
-/// account activated again with its own MIN changes nothing.
+/// Activates `number` with `min` (or assigns a new MIN to an active account), enrolling
+/// it for the channels when `enrol` carries fields; an active account activated again
+/// with its own MIN changes only the enrolment.
 pub fn activate(
     console: &Console,
     principal: &Principal,
     number: &str,
     min: &str,
+    enrol: &EnrolRequest,
 ) -> Result<Card, ApiError> {
     let _serial = console.changes();
     let account = activatable(console, principal, number)?;
     check_min(console, number, min)?;
+    let enrolled = enrolment(console, principal.name(), number, enrol)?;
     if account.status == AccountStatus::Active && account.min == min {
+        if let Some(record) = enrolled {
+            console.decider().journal_records(&[record])?;
+        }
         return Ok(Card::of(&account));
     }
     let mut after = account.clone();
     after.status = AccountStatus::Active;
     after.min = min.to_owned();
-    save(
-        console,
-        principal.name(),
-        "account.activate",
-        &account,
-        after,
-    )
+    let change = Change {
+        by: principal.name(),
+        action: "account.activate",
+        before: &account,
+    };
+    save(console, change, after, enrolled)
+}
+
+/// Who changes an account, how, and what it was.
+struct Change<'a> {
+    by: &'a str,
+    action: &'a str,
+    before: &'a Account,
 }
 
 /// Blocks `number`: it is declined until a second person approves an unblock.
@@ -183,7 +196,12 @@ pub fn block(console: &Console, principal: &Principal, number: &str) -> Result<C
     }
     let mut after = account.clone();
     after.status = AccountStatus::Blocked;
-    save(console, principal.name(), "account.block", &account, after)
+    let change = Change {
+        by: principal.name(),
+        action: "account.block",
+        before: &account,
+    };
+    save(console, change, after, None)
 }
 
 /// Unblocks `number` (an approved request): active again when it has a MIN.
@@ -199,7 +217,12 @@ pub fn unblock(console: &Console, by: &str, number: &str) -> Result<Card, ApiErr
     } else {
         AccountStatus::Active
     };
-    save(console, by, "account.unblock", &account, after)
+    let change = Change {
+        by,
+        action: "account.unblock",
+        before: &account,
+    };
+    save(console, change, after, None)
 }
 
 /// Step 317: the account checks. A user gets `404` for an account they may not see
@@ -258,22 +281,23 @@ fn check_min(console: &Console, number: &str, min: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Journals `after` with its audit entry; returns it once indexed.
+/// Journals `after` with its audit entry, and `also` in the same write; returns it once
+/// indexed.
 fn save(
     console: &Console,
-    by: &str,
-    action: &str,
-    before: &Account,
+    change: Change<'_>,
     after: Account,
+    also: Option<Record>,
 ) -> Result<Card, ApiError> {
     let card = Card::of(&after);
     let audit = Audit {
-        before: value(&Card::of(before)),
+        before: value(&Card::of(change.before)),
         after: value(&card),
-        ..audit(by, action, &card.account, "ok")
+        ..audit(change.by, change.action, &card.account, "ok")
     };
     let record = Record::AccountChanged(Box::new(Saved { item: after, audit }));
-    console.decider().journal_records(&[record])?;
+    let records: Vec<Record> = std::iter::once(record).chain(also).collect();
+    console.decider().journal_records(&records)?;
     Ok(card)
 }
 

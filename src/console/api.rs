@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{self, Card, View};
 use super::approvals::{self, Shown};
+use super::enrol::{EnrolRequest, EnrolmentShown};
 use super::scope::{Action, Principal};
 use super::users::audit;
 use super::{ApiError, Caller, Console, secrets, sessions};
@@ -176,12 +177,17 @@ async fn account(
 #[derive(Deserialize)]
 struct Activation {
     min: String,
+    #[serde(flatten)]
+    enrol: EnrolRequest,
 }
 
 #[derive(Serialize)]
 struct Activated {
     status: &'static str,
     min: String,
+    /// The channel enrolment as it stands (BACKOFFICE.md §6), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enrolment: Option<EnrolmentShown>,
 }
 
 async fn activation(
@@ -190,13 +196,14 @@ async fn activation(
     Path(number): Path<String>,
     Json(body): Json<Activation>,
 ) -> Result<Json<Activated>, ApiError> {
-    activate(console, caller.principal, number, body.min).await
+    activate(console, caller.principal, number, body).await
 }
 
 #[derive(Deserialize)]
 struct ClientActivation {
     account: String,
-    min: String,
+    #[serde(flatten)]
+    activation: Activation,
 }
 
 /// `POST /api/v1/activations`: an IVR (a client of scope `activation`) activates.
@@ -211,23 +218,28 @@ async fn client_activation(
                 .into(),
         ));
     }
-    activate(console, caller.principal, body.account, body.min).await
+    activate(console, caller.principal, body.account, body.activation).await
 }
 
 async fn activate(
     console: Console,
     principal: Principal,
     number: String,
-    min: String,
+    body: Activation,
 ) -> Result<Json<Activated>, ApiError> {
     accounts::may_change(&principal)?;
     let number = console.account_number(&number)?;
-    let card = console
-        .blocking(move |console| accounts::activate(console, &principal, &number, &min))
+    let (card, enrolment) = console
+        .blocking(move |console| {
+            let card = accounts::activate(console, &principal, &number, &body.min, &body.enrol)?;
+            let enrolment = console.decider().store().enrolment(&number)?;
+            Ok((card, enrolment.as_ref().map(EnrolmentShown::of)))
+        })
         .await?;
     Ok(Json(Activated {
         status: "active",
         min: card.min,
+        enrolment,
     }))
 }
 

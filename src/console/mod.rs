@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod api;
 pub mod approvals;
+pub mod enrol;
 pub mod pages;
 pub mod scope;
 pub mod secrets;

@@ -49,10 +49,16 @@ pub fn hash_password(password: &str) -> Result<String, SecretError> {
             "the password is shorter than {MIN_PASSWORD_LEN} characters"
         )));
     }
+    hash_secret(password)
+}
+
+/// The argon2id PHC string of `secret`, whatever its length (a subscriber's channel
+/// PIN: its form is checked by the caller).
+pub fn hash_secret(secret: &str) -> Result<String, SecretError> {
     let salt =
         SaltString::encode_b64(&random(16)?).map_err(|e| SecretError(format!("salt: {e}")))?;
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(secret.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| SecretError(format!("argon2: {e}")))
 }

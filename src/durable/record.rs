@@ -71,6 +71,31 @@ pub enum Record {
     ApprovalSaved(Box<Saved<people::Approval>>),
     /// Something done on the console that changes no state (a sign-in, a refusal).
     Audited(Box<Audit>),
+    /// A subscriber enrolled for the self-service channels (BACKOFFICE.md §4, §6), or
+    /// their enrolment changed.
+    Enrolled(Box<Saved<Enrolment>>),
+}
+
+/// A subscriber's enrolment for the self-service channels: the PIN they give (kept
+/// only as an argon2id hash) and the bank account the switch debits (kept only sealed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolment {
+    /// The prepaid account.
+    pub account: String,
+    /// The channel PIN, argon2id (PHC string).
+    pub pin_hash: String,
+    /// The `[[debit_bank]]` debited.
+    pub debit_bank: String,
+    /// The debit account (DE2 of the debit), AES-256-GCM bound to the prepaid account.
+    pub debit_account: crate::durable::vault::Sealed,
+    /// The debit account masked (first 6, last 4), for people.
+    pub debit_masked: String,
+    /// Wrong PINs in a row.
+    #[serde(default)]
+    pub failures: u32,
+    /// Locked after 3 wrong PINs in a row, until an operator unlocks.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// A batch of voucher PINs imported into a product's stock.

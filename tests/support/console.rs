@@ -105,6 +105,11 @@ links = [{links}]
 ack_timeout = "400ms"
 echo_interval = "1s"
 
+[[debit_bank]]
+name = "first-bank"
+links = ["127.0.0.1:1"]
+acquirer_id = "00099999"
+
 [metrics]
 listen = "127.0.0.1:{metrics}"
 

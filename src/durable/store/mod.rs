@@ -537,6 +537,10 @@ impl<'a> BatchBuilder<'a> {
                 self.user_saved(saved, seq);
                 Ok(())
             }
+            Record::Enrolled(saved) => {
+                self.enrolled(saved, seq);
+                Ok(())
+            }
             Record::ClientSaved(saved) => {
                 self.client_saved(saved, seq);
                 Ok(())

@@ -1,13 +1,14 @@
 //! The console's indexes, derived from the journal like the rest: users (`cu/`),
 //! machine clients by name (`cc/`) and by token hash (`ct/`), four-eyes requests by id
 //! (`ap/`) and the pending one of each item (`ai/`), the audit trail by journal
-//! position (`au/`) and accounts by MIN (`mn/`). An account's history needs no key of
+//! position (`au/`), accounts by MIN (`mn/`) and channel enrolments by account (`en/`).
+//! An account's history needs no key of
 //! its own: each day's usage slot names the last decision counted and each entry the
 //! one before it, so the account page walks back through what the indexer writes
 //! anyway.
 
 use super::{BatchBuilder, Store, StoreError, json, key};
-use crate::durable::record::{Saved, TransactionEntry};
+use crate::durable::record::{Enrolment, Saved, TransactionEntry};
 use crate::vocab::accounts::Account;
 use crate::vocab::key::TransactionKey;
 use crate::vocab::people::{Approval, ApprovalState, Audit, Client, User};
@@ -16,6 +17,11 @@ impl Store {
     /// The console user `name`.
     pub fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         self.get_json(&key("cu/", name))
+    }
+
+    /// The channel enrolment of prepaid `account`, if it has one.
+    pub fn enrolment(&self, account: &str) -> Result<Option<Enrolment>, StoreError> {
+        self.get_json(&key("en/", account))
     }
 
     /// Every console user, by name.
@@ -96,6 +102,11 @@ impl Store {
 }
 
 impl BatchBuilder<'_> {
+    pub(super) fn enrolled(&mut self, saved: &Saved<Enrolment>, seq: u64) {
+        self.put("en/", &saved.item.account, &saved.item);
+        self.audited(seq, &saved.audit);
+    }
+
     pub(super) fn user_saved(&mut self, saved: &Saved<User>, seq: u64) {
         self.put("cu/", &saved.item.name, &saved.item);
         self.audited(seq, &saved.audit);
