@@ -7,10 +7,14 @@
 //! - [`tools`]: what runs around the switch (demo, bench, load, capture, replay, send,
 //!   engine-sim, decode/encode);
 //! - [`server`]: wires `replenish serve` together;
+//! - [`channels`]: self-service replenishment (web, feature code, IVR);
+//! - [`console`]: the operators' console; [`backoffice`]: business days,
+//!   reconciliation, settlement, reports and the PIN stock; [`notify`]: email and SMS;
 //! - [`operate`]: what operators reach (the HTTP endpoint, metrics, the exception queue,
 //!   lookups, imports);
 //! - [`acquirer`]: inbound listeners and sessions;
-//! - [`switch`]: the business rules; [`engine`]: forwarding to the prepaid engines;
+//! - [`switch`]: the business rules; [`pins`]: PIN sales' products and stock;
+//!   [`engine`]: forwarding to the prepaid engines;
 //! - [`durable`]: the journal, its records, the indexes and the data directory;
 //! - [`vocab`]: the words every room shares (transaction key, response codes, accounts,
 //!   confirmation numbers);
@@ -21,6 +25,7 @@
 
 pub mod acquirer;
 pub mod backoffice;
+pub mod channels;
 pub mod config;
 pub mod console;
 pub mod durable;

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "notify",
     "backoffice",
     "console",
+    "channels",
     "server",
     "tools",
 ];
