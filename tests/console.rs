@@ -76,6 +76,11 @@ async fn every_route_answers_every_role_by_its_scope() {
                 format!("/api/v1/accounts/{CARRIER_A_BLOCKED}/unblock"),
                 None,
             ),
+            (
+                "POST",
+                format!("/api/v1/accounts/{CARRIER_A_ACTIVE}/channel-unlock"),
+                None,
+            ),
             ("POST", format!("/api/v1/exceptions/{item}/resubmit"), None),
             ("POST", format!("/api/v1/approvals/{pending}/approve"), None),
             (
@@ -97,7 +102,7 @@ async fn every_route_answers_every_role_by_its_scope() {
         ];
         // Expected status per route (rows) and role (columns, in USERS order:
         // admin, supervisor, csr-a, csr-b, bank-a, bank-z, auditor).
-        let expected: [[u16; 7]; 21] = [
+        let expected: [[u16; 7]; 22] = [
             [200, 200, 200, 404, 404, 404, 200], // carrier-a account
             [200, 200, 404, 200, 404, 404, 200], // carrier-b account
             [200, 200, 200, 404, 200, 404, 200], // carrier-a's transaction from bank-a
@@ -109,6 +114,7 @@ async fn every_route_answers_every_role_by_its_scope() {
             [200, 200, 200, 200, 200, 200, 200], // approvals (scoped lists)
             [200, 403, 200, 404, 403, 403, 403], // activation of carrier-a's account
             [202, 403, 202, 404, 403, 403, 403], // unblock request for carrier-a's account
+            [409, 403, 409, 404, 403, 403, 403], // channel unlock: not enrolled
             [202, 403, 202, 404, 403, 403, 403], // resubmission of carrier-a's advice
             [200, 409, 403, 403, 403, 403, 403], // approve ana's request: once, by a checker
             [200, 200, 200, 200, 200, 200, 200], // search (scoped hits)
@@ -398,6 +404,10 @@ async fn activation_four_eyes_and_the_audit_trail() {
             (200, &shown),
             "a new PIN alone"
         );
+        // An operator may unlock the channels (nothing to unlock here: as it stands).
+        let ana = Auth::Session(r.sign_in("ana"), true);
+        let unlock = format!("/api/v1/accounts/{CARRIER_A_NO_MIN}/channel-unlock");
+        assert_eq!(r.call(&ana, "POST", &unlock, None), (200, shown.clone()));
     })
     .await;
     // The debit account and the PINs are in no file of the data directory, nor the log.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::{self, Card, View};
 use super::approvals::{self, Shown};
-use super::enrol::{EnrolRequest, EnrolmentShown};
+use super::enrol::{self, EnrolRequest, EnrolmentShown};
 use super::scope::{Action, Principal};
 use super::users::audit;
 use super::{ApiError, Caller, Console, secrets, sessions};
@@ -35,6 +35,10 @@ pub fn routes() -> axum::Router<Console> {
         .route("/api/v1/accounts/{account}/activation", post(activation))
         .route("/api/v1/accounts/{account}/block", post(block))
         .route("/api/v1/accounts/{account}/unblock", post(unblock))
+        .route(
+            "/api/v1/accounts/{account}/channel-unlock",
+            post(channel_unlock),
+        )
         .route("/api/v1/activations", post(client_activation))
         .route("/api/v1/transactions/{confirmation}", get(transaction))
         .route("/api/v1/search", post(search))
@@ -254,6 +258,19 @@ async fn block(
         .blocking(move |console| accounts::block(console, &caller.principal, &number))
         .await?;
     Ok(Json(card))
+}
+
+async fn channel_unlock(
+    State(console): State<Console>,
+    caller: Caller,
+    Path(number): Path<String>,
+) -> Result<Json<EnrolmentShown>, ApiError> {
+    caller.require(Action::Activate)?;
+    let number = console.account_number(&number)?;
+    let shown = console
+        .blocking(move |console| enrol::unlock_channel(console, &caller.principal, &number))
+        .await?;
+    Ok(Json(shown))
 }
 
 async fn unblock(

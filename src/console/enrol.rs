@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::scope::Principal;
 use super::users::{audit, value};
 use super::{ApiError, Console, secrets};
 use crate::durable::record::{Enrolment, Record, Saved};
@@ -174,4 +175,53 @@ fn vault(console: &Console) -> Result<Vault, ApiError> {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
+}
+
+/// `POST /api/v1/accounts/{account}/channel-unlock`: a csr or admin in scope unlocks
+/// an enrolment locked by wrong PINs (no second person needed); `409` when the account
+/// is not enrolled.
+pub fn unlock_channel(
+    console: &Console,
+    principal: &Principal,
+    number: &str,
+) -> Result<EnrolmentShown, ApiError> {
+    let _serial = console.changes();
+    super::accounts::in_scope(console, principal, number)?;
+    let store = console.decider().store();
+    let enrolment = (store.enrolment(number)?)
+        .ok_or_else(|| ApiError::Conflict("not enrolled for the channels".into()))?;
+    if !enrolment.locked && enrolment.failures == 0 {
+        return Ok(EnrolmentShown::of(&enrolment));
+    }
+    let record = unlock(&enrolment, principal.name());
+    console.decider().journal_records(&[record])?;
+    let after = store.enrolment(number)?.unwrap_or(enrolment);
+    Ok(EnrolmentShown::of(&after))
+}
+
+/// The enrolment unlocked by an operator (`by`): the wrong-PIN count back to zero.
+pub fn unlock(enrolment: &Enrolment, by: &str) -> Record {
+    let mut after = enrolment.clone();
+    after.failures = 0;
+    after.locked = false;
+    counted(enrolment, after, by, "channel.unlock", "ok")
+}
+
+/// The record of an enrolment whose wrong-PIN count changed (`action` by `by`): the
+/// audit entry shows the count and the lock, nothing else.
+pub fn counted(
+    before: &Enrolment,
+    after: Enrolment,
+    by: &str,
+    action: &str,
+    result: &str,
+) -> Record {
+    let shown =
+        |e: &Enrolment| value(&serde_json::json!({"failures": e.failures, "locked": e.locked}));
+    let audit = Audit {
+        before: shown(before),
+        after: shown(&after),
+        ..audit(by, action, &mask_pan(after.account.as_bytes()), result)
+    };
+    Record::Enrolled(Box::new(Saved { item: after, audit }))
 }

@@ -1,6 +1,7 @@
 //! The exception and fraud logs: reviewable JSON-lines files of every transaction the
 //! switch declined or could not decide, and of what it acknowledged but a reviewer
-//! should see (reversals without an original, advices queued for correction), with the
+//! should see (reversals without an original, advices queued for correction, a wrong
+//! channel PIN), with the
 //! reason and the request masked (the seed's step 304 and its fraud file). Each line carries the journal sequence number
 //! of its record as `id`; after a crash the indexer may write a line again, so readers
 //! keep the first line of each id.
@@ -12,8 +13,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::durable::record::{Record, Summary};
+use crate::durable::record::{Enrolment, Record, Summary};
 use crate::vocab::codes::ResponseCode;
+use crate::vocab::people::Audit;
 use crate::wire::iso8583::mask_pan;
 
 /// One line of the exception log.
@@ -78,8 +80,35 @@ impl Exception {
                 },
                 r.code == ResponseCode::Duplicate,
             )),
+            Record::Enrolled(saved) if saved.audit.action == WRONG_PIN => {
+                Some((wrong_pin(seq, &saved.item, &saved.audit), true))
+            }
             _ => None,
         }
+    }
+}
+
+/// The audit action of a wrong channel PIN (see `channels::pin`).
+pub const WRONG_PIN: &str = "channel.pin_wrong";
+
+/// The fraud line of a wrong channel PIN: the account masked, the count, the channel.
+fn wrong_pin(seq: u64, enrolment: &Enrolment, audit: &Audit) -> Exception {
+    let locked = if enrolment.locked { ", locked" } else { "" };
+    Exception {
+        id: seq,
+        at: rfc3339(audit.at_ms),
+        mti: "channel".into(),
+        code: ResponseCode::NotPermitted,
+        reason: format!(
+            "wrong channel PIN ({} in a row{locked})",
+            enrolment.failures
+        ),
+        key: None,
+        account: Some(mask_pan(enrolment.account.as_bytes())),
+        summary: Summary {
+            link: audit.user.clone(),
+            ..Summary::default()
+        },
     }
 }
 
