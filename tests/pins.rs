@@ -20,31 +20,19 @@ use replenish::vocab::confirmation::ConfirmationNumbers;
 use replenish::vocab::confirmation::luhn_valid;
 use replenish::wire::iso8583::Message;
 use support::engine::{Engine, HIGH_LIMITS, config, loopback_pair};
-use support::{Client, PIN_PRODUCT, Switch, free_port, import_samples, pin_sale, root};
+use support::{
+    Client, GENERATED_PRODUCT, PIN_PRODUCT, Switch, free_port, import_samples, pin_sale, root,
+};
 
 /// A product card of CARD-A-25 (bucket) and of CARD-B-10 (generated).
 const CARD_A: &str = support::PIN_CARD;
 const CARD_B: &str = "6034568000000016";
 
-/// The bucket product of the test support with `low_stock`, a generated product of
-/// carrier-b, and `[pins] reversed`.
+/// The bucket product of the test support with `low_stock`, its generated product, and
+/// `[pins] reversed`.
 fn products(reversed: &str, low_stock: u64) -> String {
     format!(
-        r#"{PIN_PRODUCT}low_stock = {low_stock}
-
-[[product]]
-sku = "CARD-B-10"
-carrier = "carrier-b"
-value = 1000
-currency = "840"
-card_prefix = "6034568"
-mode = "generated"
-pin_length = 14
-check_digit = "luhn"
-
-[pins]
-reversed = "{reversed}"
-"#
+        "{PIN_PRODUCT}low_stock = {low_stock}\n{GENERATED_PRODUCT}\n[pins]\nreversed = \"{reversed}\"\n"
     )
 }
 

@@ -45,25 +45,13 @@ fn settlement_config_with(data: &Path, extra: &str) -> Config {
 /// Two products of two carriers (BACKOFFICE.md §5): CARD-A-25 from imported PINs,
 /// CARD-B-10 made at sale time (the SKUs and carriers of fixtures/configs/pins.toml,
 /// whose products the demo sells).
-const PRODUCTS: &str = r#"
-[[product]]
-sku = "CARD-A-25"
-carrier = "carrier-a"
-value = 2500
-currency = "840"
-card_prefix = "6034567"
-
-[[product]]
-sku = "CARD-B-10"
-carrier = "carrier-b"
-value = 1000
-currency = "840"
-card_prefix = "6034568"
-mode = "generated"
-
-[pins]
-reversed = "void"
-"#;
+fn products() -> String {
+    format!(
+        "{}{}\n[pins]\nreversed = \"void\"\n",
+        support::PIN_PRODUCT,
+        support::GENERATED_PRODUCT
+    )
+}
 
 /// Validates `file` against pain.001.001.09.xsd; returns the validator's complaints.
 fn xsd_errors(file: &Path) -> Option<String> {
@@ -94,7 +82,7 @@ async fn the_demo_s_reconciled_day_settles_into_a_valid_pain_001() {
     let summary = replenish::tools::demo::run(120, Some(data.clone()))
         .await
         .expect("demo");
-    let config = settlement_config_with(&data, PRODUCTS);
+    let config = settlement_config_with(&data, &products());
     let day = days::list(&config).expect("days")[0].day.clone();
     let out = dir.path().join("out");
 
@@ -415,7 +403,7 @@ async fn the_revenue_report_counts_pins_sold_per_day_product_and_retailer() {
     use replenish::vocab::accounts::Location;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = settlement_config_with(dir.path(), PRODUCTS);
+    let config = settlement_config_with(dir.path(), &products());
     support::import_samples(&config);
     let kiosk = Location {
         id: "LOC000000007777".into(),

@@ -157,6 +157,20 @@ currency = "840"
 card_prefix = "6034567"
 "#;
 
+/// A generated-PIN product (`CARD-B-10` of carrier-b, cards `6034568…`, value 10.00,
+/// 14-digit PINs ending in a Luhn digit).
+pub const GENERATED_PRODUCT: &str = r#"
+[[product]]
+sku = "CARD-B-10"
+carrier = "carrier-b"
+value = 1000
+currency = "840"
+card_prefix = "6034568"
+mode = "generated"
+pin_length = 14
+check_digit = "luhn"
+"#;
+
 /// A card of [`PIN_PRODUCT`].
 pub const PIN_CARD: &str = "6034567000000017";
 
