@@ -223,6 +223,42 @@ mod tests {
     }
 
     #[test]
+    fn the_openapi_document_describes_the_bodies_read_here() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../specs/channels.openapi.json"))
+                .expect("the OpenAPI document is JSON");
+        let samples = [
+            ("min", "2065550101"),
+            ("account", "4761739001010010"),
+            ("pin", "4321"),
+            ("dialed", "*254321"),
+            ("ani", "2065550101"),
+            ("dialed_number", "18005552525"),
+        ];
+        for (name, channel) in [("Web", "web"), ("Wireless", "wireless"), ("Ivr", "ivr")] {
+            let schema = &doc["components"]["schemas"][name];
+            let mut body = serde_json::json!({"channel": channel});
+            for field in schema["required"].as_array().expect("required") {
+                let field = field.as_str().expect("name");
+                let value = match field {
+                    "channel" => continue,
+                    "amount" => serde_json::json!(1500),
+                    other => {
+                        let sample = samples.iter().find(|(n, _)| *n == other);
+                        serde_json::json!(sample.expect("a sample per field").1)
+                    }
+                };
+                body[field] = value;
+            }
+            if channel == "web" {
+                body["min"] = serde_json::json!("2065550101");
+            }
+            let asked = read_json(body.clone()).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(asked.channel.as_str(), channel);
+        }
+    }
+
+    #[test]
     fn bad_bodies_say_why_without_the_pin() {
         let cases = [
             (serde_json::json!({"channel": "fax"}), "bad body"),
