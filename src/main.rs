@@ -239,6 +239,9 @@ enum Command {
         #[command(flatten)]
         faults: FaultFlags,
     },
+    /// A subscriber's bank for the self-service channels: debits `account,balance`
+    /// accounts once per 0200, puts reversals back once, keeps a JSON-lines ledger.
+    BankSim(replenish::tools::banksim::BankSimArgs),
     /// Captures: `capture convert IN OUT` between text, pcap and pcapng.
     Capture {
         #[command(subcommand)]
@@ -874,6 +877,7 @@ fn run(command: Command) -> Result<(), Failure> {
         } => engine_sim(listen, ledger, spec, framing, fsync, &faults),
         Command::Capture { action } => tool(capture::command(&action)),
         Command::Replay(args) => tool(replay::command(&args)),
+        Command::BankSim(args) => tool(replenish::tools::banksim::command(&args)),
     }
 }
 
