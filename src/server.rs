@@ -56,6 +56,9 @@ pub enum ServeError {
     /// The console could not start (its templates or key).
     #[error("console: {0}")]
     Console(String),
+    /// The channels could not start (their key, a debit bank's spec or TLS files).
+    #[error("{0}")]
+    Channels(String),
     /// A decision could not be made durable; the switch stopped without answering it.
     #[error("stopped: the journal failed")]
     Fatal,
@@ -131,6 +134,9 @@ pub async fn run_reporting(
         let console = crate::console::Console::new(decider.clone(), Arc::new(config.clone()))
             .map_err(ServeError::Console)?;
         tokio::spawn(crate::console::serve(console, forwarding.clone()));
+    }
+    if let Some(listen) = &config.channels {
+        start_channels(decider.clone(), &config, listen.clone(), &forwarding).await?;
     }
     tokio::spawn(housekeeping(decider.clone(), forwarding.clone()));
     let fatal = CancellationToken::new();
@@ -234,6 +240,34 @@ async fn deliver_notifications(decider: Arc<Decider>, email: EmailConfig, stop: 
             warn!("notifications: {e}");
         }
     }
+}
+
+/// Starts the self-service channels: the debit banks' links, what a previous run left
+/// open, and the channel API on `[channels] listen`.
+async fn start_channels(
+    decider: Arc<Decider>,
+    config: &Config,
+    listen: crate::config::channels::ChannelsConfig,
+    stop: &CancellationToken,
+) -> Result<(), ServeError> {
+    let channels =
+        crate::channels::flow::Channels::start(decider, Arc::new(config.clone()), stop.clone())
+            .map_err(ServeError::Channels)?;
+    let recovering = channels.clone();
+    let recovered = tokio::task::spawn_blocking(move || recovering.recover())
+        .await
+        .map_err(|e| ServeError::Channels(e.to_string()))?
+        .map_err(|e| ServeError::Channels(e.to_string()))?;
+    if recovered > 0 {
+        info!("channels: {recovered} request(s) left open by the last run finished or resumed");
+    }
+    let app = crate::channels::api::router(channels);
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let tls = listen.tls.as_ref();
+        crate::console::serve_router("channels", listen.listen, tls, app, stop).await;
+    });
+    Ok(())
 }
 
 /// Once a second until `stop`: releases expired authorization holds and makes the

@@ -271,7 +271,7 @@ fn caller(console: &Console, headers: &HeaderMap, change: bool) -> Result<Caller
 }
 
 /// The bearer token of a request, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     (headers.get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -312,18 +312,36 @@ pub fn router(console: Console) -> axum::Router {
 /// the operators' screens.
 pub async fn serve(console: Console, shutdown: CancellationToken) {
     let config = console.config().console.clone();
-    let addr: SocketAddr = config.listen;
-    let app = router(console);
+    serve_router(
+        "console",
+        config.listen,
+        config.tls.as_ref(),
+        router(console),
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves `app` on `addr` (HTTPS with `tls`) until `shutdown`, as `name` in the logs. A
+/// port that cannot be had or TLS files that do not load are logged and `app` is off;
+/// nothing else stops.
+pub async fn serve_router(
+    name: &str,
+    addr: SocketAddr,
+    tls: Option<&crate::config::ConsoleTls>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            tracing::error!("console: cannot listen on {addr}: {e}; the console is off");
+            tracing::error!("{name}: cannot listen on {addr}: {e}; the {name} is off");
             return;
         }
     };
-    let served = match &config.tls {
+    let served = match tls {
         None => {
-            tracing::info!("console on http://{addr}/");
+            tracing::info!("{name} on http://{addr}/");
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
@@ -333,25 +351,25 @@ pub async fn serve(console: Console, shutdown: CancellationToken) {
             let acceptor = match crate::wire::tls::server_config(&tls.cert, &tls.key, client_ca) {
                 Ok(config) => tokio_rustls::TlsAcceptor::from(config),
                 Err(e) => {
-                    tracing::error!("console: TLS: {e}; the console is off");
+                    tracing::error!("{name}: TLS: {e}; the {name} is off");
                     return;
                 }
             };
             let listener = match tls_listener::TlsListener::new(listener, acceptor) {
                 Ok(listener) => listener,
                 Err(e) => {
-                    tracing::error!("console: {e}; the console is off");
+                    tracing::error!("{name}: {e}; the {name} is off");
                     return;
                 }
             };
-            tracing::info!("console on https://{addr}/");
+            tracing::info!("{name} on https://{addr}/");
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await
         }
     };
     if let Err(e) = served {
-        tracing::error!("console: {e}");
+        tracing::error!("{name}: {e}");
     }
 }
 

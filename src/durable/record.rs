@@ -74,6 +74,95 @@ pub enum Record {
     /// A subscriber enrolled for the self-service channels (BACKOFFICE.md §4, §6), or
     /// their enrolment changed.
     Enrolled(Box<Saved<Enrolment>>),
+    /// A self-service channel request (BACKOFFICE.md §6) as it stands after a step:
+    /// taken (before the bank debit goes out), answered, its debit reversed.
+    ChannelRequested(Box<ChannelRequest>),
+}
+
+/// Where a channel request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelStatus {
+    /// The debit is out (or about to be); no end yet.
+    Pending,
+    /// The bank approved and the engine credit is decided.
+    Completed,
+    /// Refused (wrong PIN, the rules, the bank) or the bank did not answer.
+    Declined,
+}
+
+/// Where the reversal of a channel request's debit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DebitReversal {
+    /// No reversal: the debit stands, was declined, or never went out.
+    #[default]
+    None,
+    /// A `0420` (then `0421`s) must go to the bank until it answers.
+    Due,
+    /// The bank acknowledged the reversal.
+    Acked,
+}
+
+/// A self-service channel request: who asked for what under which idempotency key,
+/// the debit sent for it, and its end. Journaled whole at each step; the index keeps
+/// the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRequest {
+    /// `CLIENT/KEY`: the channel client and its `Idempotency-Key`.
+    pub id: String,
+    /// HMAC-SHA256 (the channel key's digest key) of the request as read: the same key
+    /// with another body is refused.
+    pub fingerprint: String,
+    /// `web`, `wireless` or `ivr`.
+    pub channel: String,
+    /// The prepaid account.
+    pub account: String,
+    /// Its MIN (where the SMS goes).
+    pub min: String,
+    /// Minor units.
+    pub amount: u64,
+    /// DE49.
+    pub currency: String,
+    /// The `[[debit_bank]]`.
+    pub bank: String,
+    /// The debit account, masked.
+    pub debit_masked: String,
+    /// DE11 of the debit (and of its reversal).
+    pub stan: String,
+    /// DE37.
+    pub rrn: String,
+    /// DE41: the channel's terminal id.
+    pub terminal: String,
+    /// DE7 of the debit, `MMDDhhmmss` UTC.
+    pub transmitted: String,
+    /// Where it stands.
+    pub status: ChannelStatus,
+    /// Why it was declined (`insufficient_funds`, `bank_unavailable`, `wrong_pin`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The bank's DE39, once it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_code: Option<String>,
+    /// The confirmation number of the credit, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
+    /// PIN tries left, on a wrong PIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// The debit's reversal. (Not `reversal` in the journal: the engines' router reads
+    /// a top-level `reversal` of any record as a decision's.)
+    #[serde(default, rename = "debit_reversal")]
+    pub reversal: DebitReversal,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+impl ChannelRequest {
+    /// Whether something is still to be done for it (an end, or a reversal).
+    pub fn open(&self) -> bool {
+        self.status == ChannelStatus::Pending || self.reversal == DebitReversal::Due
+    }
 }
 
 /// A subscriber's enrolment for the self-service channels: the PIN they give (kept

@@ -1,8 +1,10 @@
-//! One link to a prepaid engine: a task that keeps a connection to one address open,
+//! One outbound link (to a prepaid engine, or to a subscriber's bank the channels
+//! debit): a task that keeps a connection to one address open,
 //! signs on with `0800`/`001`, sends echo tests when the link is idle, and reconnects
 //! with exponential backoff and jitter. Requests are exchanged like a jPOS MUX: each
-//! outgoing message is entered in a pending table under its DE11 + DE62, and a reply
-//! (`0230`, `0430`, `0810`) is handed to whoever waits for that key. A reply nobody
+//! outgoing message is entered in a pending table under its match key (class, DE11 and
+//! DE62 towards an engine, class, DE11 and DE41 towards a bank), and a reply
+//! (`0230`, `0430`, `0210`, `0810`) is handed to whoever waits for that key. A reply nobody
 //! waits for any more (late, after a timeout) or never did is logged and dropped. A link
 //! whose echo goes unanswered within the ack timeout, or whose peer closes, is marked
 //! down and every exchange waiting on it fails at once, so the caller can retransmit on
@@ -26,8 +28,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::advice::MatchKey;
-use super::advice::{self, ECHO, SIGN_OFF, SIGN_ON};
+use super::advice::{self, ECHO, MatchKey, SIGN_OFF, SIGN_ON};
 use super::backoff::Backoff;
 use crate::config::BackoffConfig;
 use crate::wire::framing::{Frame, FrameCodec, FramingError};
@@ -35,8 +36,10 @@ use crate::wire::iso8583::{self, Message, Spec};
 
 /// What a link needs to know.
 pub struct LinkSettings {
-    /// The engine's name, for logs.
-    pub engine: String,
+    /// The peer's name (engine or bank), for logs.
+    pub peer: String,
+    /// What a reply is matched to its request by.
+    pub match_key: fn(&Message) -> MatchKey,
     /// The address.
     pub address: SocketAddr,
     /// Message spec.
@@ -49,7 +52,7 @@ pub struct LinkSettings {
     pub echo_interval: Duration,
     /// Reconnect backoff.
     pub backoff: BackoffConfig,
-    /// TLS towards the engine.
+    /// TLS towards the peer.
     pub tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
@@ -99,8 +102,8 @@ impl LinkHandle {
         up
     }
 
-    /// Sends `message` and waits up to the ack timeout for the reply with its DE11 and
-    /// DE62.
+    /// Sends `message` and waits up to the ack timeout for the reply with its match
+    /// key.
     pub async fn exchange(&self, message: Message) -> Result<Message, ExchangeError> {
         if !self.is_up() {
             return Err(ExchangeError::Down);
@@ -170,7 +173,7 @@ fn seed() -> u32 {
     nanos.wrapping_mul(2_654_435_761)
 }
 
-/// A byte stream to an engine: TCP or TLS.
+/// A byte stream to the peer: TCP or TLS.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -198,14 +201,14 @@ impl Task {
                     match reason {
                         Ok(()) => break,
                         Err(reason) => warn!(
-                            engine = %self.settings.engine,
+                            peer = %self.settings.peer,
                             link = %self.settings.address,
                             "link down: {reason}"
                         ),
                     }
                 }
                 Err(reason) => debug!(
-                    engine = %self.settings.engine,
+                    peer = %self.settings.peer,
                     link = %self.settings.address,
                     "connect failed: {reason}"
                 ),
@@ -269,7 +272,7 @@ impl Task {
     ) -> Result<(), String> {
         let settings = self.settings.clone();
         let sign_on = advice::network(SIGN_ON, self.next_stan(), chrono::Utc::now());
-        let key = advice::match_key(&sign_on);
+        let key = (settings.match_key)(&sign_on);
         send(&settings, &mut writer, &sign_on).await?;
         let deadline = Instant::now() + settings.ack_timeout;
         loop {
@@ -277,14 +280,14 @@ impl Task {
                 .await
                 .map_err(|_| "sign-on not answered".to_owned())?;
             let reply = read(&settings, frame)?;
-            if let Some(reply) = reply.filter(|r| advice::match_key(r) == key) {
+            if let Some(reply) = reply.filter(|r| (settings.match_key)(r) == key) {
                 if reply.text(39) != Some("00") {
                     return Err(format!("sign-on refused: {:?}", reply.text(39)));
                 }
                 break;
             }
         }
-        info!(engine = %settings.engine, link = %settings.address, "link up (signed on)");
+        info!(peer = %settings.peer, link = %settings.address, "link up (signed on)");
         let _ = self.up.send(true);
         backoff.reset();
         self.serve(reader, writer).await
@@ -314,11 +317,11 @@ impl Task {
                     last_heard = Instant::now();
                     if let Some(reply) = read(&settings, frame)? {
                         if reply.mti().as_str() == "0800" {
-                            // The engine's own echo test or sign-on: answer it.
+                            // The peer's own echo test or sign-on: answer it.
                             send(&settings, &mut writer, &network_answer(&reply)).await?;
                             continue;
                         }
-                        let key = advice::match_key(&reply);
+                        let key = (settings.match_key)(&reply);
                         if echo.as_ref().is_some_and(|(k, _)| *k == key) {
                             echo = None;
                         } else {
@@ -355,7 +358,7 @@ impl Task {
         while let Some(exchange) = next.take() {
             let body = iso8583::encode_to_bytes(&self.settings.spec, &exchange.message)
                 .map_err(|e| format!("encode: {e}"))?;
-            pending.insert(advice::match_key(&exchange.message), exchange.reply);
+            pending.insert((self.settings.match_key)(&exchange.message), exchange.reply);
             let frame = Frame {
                 header: Bytes::new(),
                 body,
@@ -375,7 +378,7 @@ impl Task {
         let message = advice::network(ECHO, self.next_stan(), chrono::Utc::now());
         send(&self.settings, writer, &message).await?;
         Ok((
-            advice::match_key(&message),
+            (self.settings.match_key)(&message),
             Instant::now() + self.settings.ack_timeout,
         ))
     }
@@ -395,26 +398,26 @@ async fn send(
     writer.send(frame).await.map_err(|e| e.to_string())
 }
 
-/// A frame read from the engine: `Ok(None)` for one that does not decode (logged).
+/// A frame read from the peer: `Ok(None)` for one that does not decode (logged).
 fn read(
     settings: &LinkSettings,
     frame: Option<Result<Frame, FramingError>>,
 ) -> Result<Option<Message>, String> {
     let frame = match frame {
-        None => return Err("closed by the engine".into()),
+        None => return Err("closed by the peer".into()),
         Some(Err(e)) => return Err(e.to_string()),
         Some(Ok(frame)) => frame,
     };
     match iso8583::decode(&settings.spec, &frame.body) {
         Ok(message) => Ok(Some(message)),
         Err(e) => {
-            warn!(engine = %settings.engine, link = %settings.address, "undecodable reply: {e}");
+            warn!(peer = %settings.peer, link = %settings.address, "undecodable reply: {e}");
             Ok(None)
         }
     }
 }
 
-/// The `0810` to an engine's `0800`: DE7, DE11 and DE70 echoed, DE39 `00`.
+/// The `0810` to a peer's `0800`: DE7, DE11 and DE70 echoed, DE39 `00`.
 fn network_answer(request: &Message) -> Message {
     let mut answer = Message::new(request.mti().response().unwrap_or(request.mti()));
     for number in [7u8, 11, 70] {
@@ -433,15 +436,16 @@ fn deliver(
     reply: Message,
 ) {
     let mti = reply.mti();
+    let reply_code = reply.text(39).map(str::to_owned);
     match pending.remove(&key) {
         Some(waiter) => {
             if waiter.send(reply).is_err() {
-                info!(engine = %settings.engine, link = %settings.address,
-                      "late reply {} for DE11 {} DE62 {}: its exchange had timed out", mti.as_str(), key.1, key.2);
+                warn!(peer = %settings.peer, link = %settings.address, code = reply_code.as_deref().unwrap_or(""),
+                      "late reply {} for DE11 {} ({}): its exchange had timed out; nothing changes", mti.as_str(), key.1, key.2);
             }
         }
-        None => info!(engine = %settings.engine, link = %settings.address,
-                      "unmatched reply {} for DE11 {} DE62 {}", mti.as_str(), key.1, key.2),
+        None => info!(peer = %settings.peer, link = %settings.address,
+                      "unmatched reply {} for DE11 {} ({})", mti.as_str(), key.1, key.2),
     }
 }
 
@@ -451,7 +455,8 @@ mod tests {
 
     fn link_to(address: SocketAddr, shutdown: &CancellationToken) -> LinkHandle {
         let settings = LinkSettings {
-            engine: "test".into(),
+            peer: "test".into(),
+            match_key: advice::match_key,
             address,
             spec: Arc::new(Spec::resolve("iso87ascii").expect("built-in spec")),
             codec: FrameCodec::new(crate::wire::framing::LengthHeader::Binary2),

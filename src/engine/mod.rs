@@ -156,7 +156,8 @@ fn links(
         .iter()
         .map(|&address| {
             let settings = LinkSettings {
-                engine: config.name.clone(),
+                peer: config.name.clone(),
+                match_key: advice::match_key,
                 address,
                 spec: spec.clone(),
                 codec: FrameCodec::new(config.framing),

@@ -131,6 +131,11 @@ impl Decider {
         }
     }
 
+    /// The last journal position the index has applied.
+    pub fn indexed(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The open business day.
     pub fn open_day(&self) -> String {
         self.lock().open.label.clone()

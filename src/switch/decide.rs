@@ -345,6 +345,25 @@ impl Decider {
         }
     }
 
+    /// Checks a `0200` against every rule of a replenishment (the seed's step 303)
+    /// without deciding it: nothing is journaled or counted. A channel asks this before
+    /// it debits the subscriber's bank; the decision itself comes after the bank's `00`
+    /// through [`Decider::decide`], which checks again.
+    pub fn precheck(&self, message: &Message) -> Result<Option<Decline>, SwitchError> {
+        let prefetched = match self.prefetch(message) {
+            Ok(prefetched) => prefetched,
+            Err(Evaluation::Declined(decline, _)) => return Ok(Some(decline)),
+            Err(Evaluation::Failed(e)) => return Err(e),
+        };
+        let now = (self.clock)();
+        let mut state = self.lock();
+        match self.evaluate(&mut state, prefetched, &day_of(now), now) {
+            Ok(_) => Ok(None),
+            Err(Evaluation::Declined(decline, _)) => Ok(Some(decline)),
+            Err(Evaluation::Failed(e)) => Err(e),
+        }
+    }
+
     /// Journals an answer that is not a keyed decision (`30`, `12`, `94`, ...).
     pub fn reject(
         &self,

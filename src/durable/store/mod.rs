@@ -541,6 +541,10 @@ impl<'a> BatchBuilder<'a> {
                 self.enrolled(saved, seq);
                 Ok(())
             }
+            Record::ChannelRequested(request) => {
+                self.channel_requested(request);
+                Ok(())
+            }
             Record::ClientSaved(saved) => {
                 self.client_saved(saved, seq);
                 Ok(())

@@ -1,14 +1,15 @@
 //! The console's indexes, derived from the journal like the rest: users (`cu/`),
 //! machine clients by name (`cc/`) and by token hash (`ct/`), four-eyes requests by id
 //! (`ap/`) and the pending one of each item (`ai/`), the audit trail by journal
-//! position (`au/`), accounts by MIN (`mn/`) and channel enrolments by account (`en/`).
+//! position (`au/`), accounts by MIN (`mn/`), channel enrolments by account (`en/`),
+//! channel requests by client and idempotency key (`cr/`) and the open ones (`co/`).
 //! An account's history needs no key of
 //! its own: each day's usage slot names the last decision counted and each entry the
 //! one before it, so the account page walks back through what the indexer writes
 //! anyway.
 
 use super::{BatchBuilder, Store, StoreError, json, key};
-use crate::durable::record::{Enrolment, Saved, TransactionEntry};
+use crate::durable::record::{ChannelRequest, Enrolment, Saved, TransactionEntry};
 use crate::vocab::accounts::Account;
 use crate::vocab::key::TransactionKey;
 use crate::vocab::people::{Approval, ApprovalState, Audit, Client, User};
@@ -22,6 +23,21 @@ impl Store {
     /// The channel enrolment of prepaid `account`, if it has one.
     pub fn enrolment(&self, account: &str) -> Result<Option<Enrolment>, StoreError> {
         self.get_json(&key("en/", account))
+    }
+
+    /// The channel request `id` (`CLIENT/KEY`).
+    pub fn channel_request(&self, id: &str) -> Result<Option<ChannelRequest>, StoreError> {
+        self.get_json(&key("cr/", id))
+    }
+
+    /// The channel requests with something still to do (an end, a reversal).
+    pub fn open_channel_requests(&self) -> Result<Vec<ChannelRequest>, StoreError> {
+        let ids: Vec<String> = self.scan(b"co/")?;
+        let mut open = Vec::with_capacity(ids.len());
+        for id in ids {
+            open.extend(self.channel_request(&id)?);
+        }
+        Ok(open)
     }
 
     /// Every console user, by name.
@@ -105,6 +121,14 @@ impl BatchBuilder<'_> {
     pub(super) fn enrolled(&mut self, saved: &Saved<Enrolment>, seq: u64) {
         self.put("en/", &saved.item.account, &saved.item);
         self.audited(seq, &saved.audit);
+    }
+
+    pub(super) fn channel_requested(&mut self, request: &ChannelRequest) {
+        self.put("cr/", &request.id, request);
+        match request.open() {
+            true => self.put("co/", &request.id, &request.id),
+            false => self.delete(key("co/", &request.id)),
+        }
     }
 
     pub(super) fn user_saved(&mut self, saved: &Saved<User>, seq: u64) {
