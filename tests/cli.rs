@@ -115,7 +115,27 @@ fn the_demo_credits_every_approval_once() {
             }
         })
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "credit").count(), approved);
+    // One replenishment per self-service channel, each debited at bank-sim first.
+    let channels: Vec<&str> = (stdout.lines())
+        .filter(|l| l.contains(" -> 201 completed confirmation "))
+        .collect();
+    assert_eq!(channels.len(), 3, "{stdout}");
+    for channel in ["web", "wireless", "ivr"] {
+        assert!(
+            channels.iter().any(|l| l.trim_start().starts_with(channel)),
+            "{stdout}"
+        );
+    }
+    let bank = std::fs::read_to_string(dir.path().join("demo/bank-ledger.jsonl")).expect("bank");
+    assert_eq!(
+        bank.lines().filter(|l| l.contains("\"00\"")).count(),
+        3,
+        "{bank}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "credit").count(),
+        approved + 3
+    );
     assert_eq!(
         kinds.iter().filter(|k| **k == "reversal").count(),
         reversed,

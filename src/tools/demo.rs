@@ -4,7 +4,9 @@
 //! replenishments across every sample account — so some are declined, each for its
 //! reason — then reverses one approval in ten with a `0420`, sells a few PINs at the
 //! till (the products of fixtures/configs/pins.toml, its sample batch imported) and
-//! reverses one sale, waits until the engine has acknowledged every approved credit,
+//! reverses one sale, runs one replenishment per self-service channel through the
+//! channel API with `bank-sim` as the subscribers' bank ([`super::demo_channels`]),
+//! waits until the engine has acknowledged every approved credit,
 //! sale and reversal advice, closes the business day, reconciles it against a bank file
 //! written as the acquirer saw the traffic and against the engine's daily report,
 //! settles it with the sample fee schedule and payees (fixtures/configs/settlement.toml),
@@ -135,6 +137,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let mut config = Config::embedded_default();
     with_settlement(&mut config)?;
     with_pins(&mut config)?;
+    super::demo_channels::configure(&mut config).map_err(fail)?;
     config.data_dir = (data_dir.clone())
         .or_else(|| scratch.as_ref().map(|s| s.path().to_path_buf()))
         .ok_or_else(|| fail("no data directory"))?;
@@ -152,6 +155,8 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         Record::LocationsImported { locations },
     ];
     records.extend(people);
+    let (channel_records, channel_token) = super::demo_channels::seed(&config).map_err(fail)?;
+    records.extend(channel_records);
     let console = format!(
         "console: http://{}/ (while the switch runs): sign in as demo-csr or \
          demo-supervisor, password {password}",
@@ -188,6 +193,9 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
             "engine simulator: {e} (is another replenish running?)"
         ))
     })?;
+    let bank = super::demo_channels::start_bank(&config, stop_engine.clone())
+        .await
+        .map_err(fail)?;
     let acquirer = config
         .acquirer
         .first()
@@ -264,11 +272,22 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let last: Vec<String> = sold.last().cloned().into_iter().collect();
     wait_ledger(&ledger_path, &[], &last, "PIN sale reversal ack").await;
     let pin_lines = sale_lines(&sales, &voided);
+    let (mut channel_lines, channel_credits) =
+        super::demo_channels::replenish(&config, &channel_token, &bank)
+            .await
+            .map_err(fail)?;
+    wait_ledger(&ledger_path, &channel_credits, &[], "channel credit acks").await;
+    channel_lines.push(format!(
+        "  engine ledger: {} of the {} channel credits acknowledged",
+        ledger_totals(&ledger_path, &channel_credits, &[]).credited,
+        channel_credits.len()
+    ));
     let elapsed = started.elapsed();
     stop.cancel();
     switch.await.map_err(fail)?.map_err(fail)?;
     stop_engine.cancel();
     drop(sim);
+    drop(bank);
     let closing = config.clone();
     let mut reconciliations =
         tokio::task::spawn_blocking(move || reconcile_the_day(&closing, &seen, &ledger_path))
@@ -277,6 +296,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
     let after_sales = pin_lines.len();
     reconciliations.splice(0..0, pin_lines);
     reconciliations.insert(after_sales, stock_line(&config).await?);
+    reconciliations.splice(after_sales + 1..after_sales + 1, channel_lines);
     let summary = Summary {
         sent: requests,
         codes,

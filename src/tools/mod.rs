@@ -10,6 +10,7 @@ pub mod bench;
 pub mod capture;
 pub mod client;
 pub mod demo;
+pub mod demo_channels;
 pub mod inspect;
 pub mod load;
 pub mod plot;
