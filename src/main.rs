@@ -265,6 +265,14 @@ enum Command {
         /// closed loop, or the rate's worth and a tenth).
         #[arg(long, requires = "sales")]
         sales_stock: Option<usize>,
+        /// Instead, benchmark the self-service channel API (BACKOFFICE.md §6): web
+        /// replenishments from --connections HTTP clients in a closed loop, with bank-sim
+        /// and engine-sim on loopback.
+        #[arg(long, conflicts_with_all = ["engine", "sales", "rate"])]
+        channels: bool,
+        /// Subscribers enrolled for --channels (one request per account at a time).
+        #[arg(long, default_value_t = 256, requires = "channels")]
+        subscribers: usize,
         #[command(flatten)]
         pacing: Pacing,
     },
@@ -802,11 +810,18 @@ fn run(command: Command) -> Result<(), Failure> {
             pacing,
         } => load(listener, accounts, mix, pacing),
         Command::Bench {
+            channels: true,
+            subscribers,
+            pacing,
+            ..
+        } => bench_channels(subscribers, &pacing),
+        Command::Bench {
             accounts,
             engine,
             sales,
             sales_stock,
             pacing,
+            ..
         } => {
             let sales = sales.then_some(bench::SalesPlan { stock: sales_stock });
             bench(accounts, engine, sales, pacing)
@@ -1307,6 +1322,21 @@ fn bench(
         std::fs::write(&path, text + "\n")
             .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
     }
+    report.failure().map_or(Ok(()), |e| Err(Failure::Other(e)))
+}
+
+fn bench_channels(subscribers: usize, pacing: &Pacing) -> Result<(), Failure> {
+    use replenish::tools::bench_channels::{self, ChannelBenchPlan};
+    logging::init("warn");
+    let plan = ChannelBenchPlan {
+        clients: pacing.connections,
+        duration: pacing.duration.into(),
+        subscribers,
+    };
+    let report = runtime()?
+        .block_on(bench_channels::run(plan))
+        .map_err(Failure::Other)?;
+    println!("{report}");
     report.failure().map_or(Ok(()), |e| Err(Failure::Other(e)))
 }
 

@@ -49,76 +49,119 @@ pub fn configure(config: &mut Config) -> Result<(), String> {
 /// The records that set the round up (the subscribers' accounts, the `CHANNELS`
 /// location, their enrolments, a client of scope `channels`) and the client's token.
 pub fn seed(config: &Config) -> Result<(Vec<Record>, String), String> {
+    let subscribers: Vec<Subscriber> = (SUBSCRIBERS.iter())
+        .map(|(account, min, debit)| Subscriber {
+            account: (*account).to_owned(),
+            min: (*min).to_owned(),
+            debit: (*debit).to_owned(),
+        })
+        .collect();
+    let mut records = enrolled(config, &subscribers, PIN)?;
+    let (client, token) = client("demo-gateway")?;
+    records.push(client);
+    Ok((records, token))
+}
+
+/// A prepaid subscriber and the bank account the channels debit.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The prepaid account (carrier-a, active).
+    pub account: String,
+    /// Its MIN.
+    pub min: String,
+    /// The debit account at the config's first debit bank.
+    pub debit: String,
+}
+
+/// The records that make `subscribers` active accounts enrolled for the channels with
+/// `pin` (one argon2id hash for all), and the authorized `CHANNELS` location.
+pub fn enrolled(
+    config: &Config,
+    subscribers: &[Subscriber],
+    pin: &str,
+) -> Result<Vec<Record>, String> {
     let vault = Vault::open_or_create(&config.channel_key_file()).map_err(|e| e.to_string())?;
-    let pin_hash = secrets::hash_secret(PIN).map_err(|e| e.to_string())?;
-    let bank = (config.debit_bank.first()).ok_or("the sample has a debit bank")?;
-    let mut accounts = Vec::new();
-    let mut records = Vec::new();
-    for (account, min, debit) in SUBSCRIBERS {
-        accounts.push(Account {
-            number: account.to_owned(),
-            min: min.to_owned(),
+    let pin_hash = secrets::hash_secret(pin).map_err(|e| e.to_string())?;
+    let bank = (config.debit_bank.first()).ok_or("the config has no [[debit_bank]]")?;
+    let accounts = (subscribers.iter())
+        .map(|s| Account {
+            number: s.account.clone(),
+            min: s.min.clone(),
             carrier: "carrier-a".to_owned(),
             status: AccountStatus::Active,
             expiry: Some((2030, 12)),
-        });
-        let enrolment = Enrolment {
-            account: account.to_owned(),
-            pin_hash: pin_hash.clone(),
-            debit_bank: bank.name.clone(),
-            debit_account: vault.seal(account, debit).map_err(|e| e.to_string())?,
-            debit_masked: mask_pan(debit.as_bytes()),
-            failures: 0,
-            locked: false,
-        };
-        let audit = crate::console::users::audit(
-            "demo",
-            "channel.enrol",
-            &mask_pan(account.as_bytes()),
-            "ok",
-        );
-        records.push(Record::Enrolled(Box::new(Saved {
-            item: enrolment,
-            audit,
-        })));
-    }
-    let token = secrets::token().map_err(|e| e.to_string())?;
-    let client = Client {
-        name: "demo-gateway".to_owned(),
-        scope: ClientScope::Channels,
-        token_hash: secrets::digest_hex(&token),
-        disabled: false,
-    };
-    let audit = crate::console::users::audit("demo", "client.add", "demo-gateway", "ok");
+        })
+        .collect();
     let location = Location {
         id: crate::channels::bank::LOCATION.to_owned(),
         name: "Self-service channels".to_owned(),
         retailer: "replenish".to_owned(),
         authorized: true,
     };
-    let mut seeded = vec![
+    let mut records = vec![
         Record::AccountsImported { accounts },
         Record::LocationsImported {
             locations: vec![location],
         },
+    ];
+    for subscriber in subscribers {
+        let masked = mask_pan(subscriber.account.as_bytes());
+        let enrolment = Enrolment {
+            account: subscriber.account.clone(),
+            pin_hash: pin_hash.clone(),
+            debit_bank: bank.name.clone(),
+            debit_account: (vault.seal(&subscriber.account, &subscriber.debit))
+                .map_err(|e| e.to_string())?,
+            debit_masked: mask_pan(subscriber.debit.as_bytes()),
+            failures: 0,
+            locked: false,
+        };
+        let audit = crate::console::users::audit("demo", "channel.enrol", &masked, "ok");
+        records.push(Record::Enrolled(Box::new(Saved {
+            item: enrolment,
+            audit,
+        })));
+    }
+    Ok(records)
+}
+
+/// A client `name` of scope `channels`: its record and its token.
+pub fn client(name: &str) -> Result<(Record, String), String> {
+    let token = secrets::token().map_err(|e| e.to_string())?;
+    let client = Client {
+        name: name.to_owned(),
+        scope: ClientScope::Channels,
+        token_hash: secrets::digest_hex(&token),
+        disabled: false,
+    };
+    let audit = crate::console::users::audit("demo", "client.add", name, "ok");
+    Ok((
         Record::ClientSaved(Box::new(Saved {
             item: client,
             audit,
         })),
-    ];
-    seeded.extend(records);
-    Ok((seeded, token))
+        token,
+    ))
 }
 
 /// Starts `bank-sim` on the debit bank's links with the sample accounts (its ledger in
 /// the data directory).
 pub async fn start_bank(config: &Config, stop: CancellationToken) -> Result<BankSim, String> {
-    let bank = (config.debit_bank.first()).ok_or("the sample has a debit bank")?;
-    let accounts = config.data_dir.join("bank-accounts.csv");
-    std::fs::write(&accounts, SAMPLE_BANK_ACCOUNTS).map_err(|e| e.to_string())?;
+    start_bank_with(config, SAMPLE_BANK_ACCOUNTS, stop).await
+}
+
+/// Starts `bank-sim` on the debit bank's links with `accounts` (`account,balance` CSV).
+pub async fn start_bank_with(
+    config: &Config,
+    accounts: &str,
+    stop: CancellationToken,
+) -> Result<BankSim, String> {
+    let bank = (config.debit_bank.first()).ok_or("the config has no [[debit_bank]]")?;
+    let file = config.data_dir.join("bank-accounts.csv");
+    std::fs::write(&file, accounts).map_err(|e| e.to_string())?;
     let settings = BankConfig {
         listen: bank.links.clone(),
-        accounts,
+        accounts: file,
         ledger: Some(config.data_dir.join("bank-ledger.jsonl")),
         spec: Arc::new(Spec::resolve(&bank.spec).map_err(|e| e.to_string())?),
         codec: FrameCodec::new(bank.framing),
@@ -182,7 +225,8 @@ fn money(minor: u64) -> String {
     format!("{}.{:02}", minor / 100, minor % 100)
 }
 
-async fn post(
+/// One `POST /api/v1/replenishments`: the status and the JSON answer.
+pub async fn post(
     listen: std::net::SocketAddr,
     token: &str,
     key: &str,

@@ -7,6 +7,7 @@
 
 pub mod banksim;
 pub mod bench;
+pub mod bench_channels;
 pub mod capture;
 pub mod client;
 pub mod demo;

@@ -137,6 +137,11 @@ impl Ledger {
         self.vouchers.get(confirmation).map(String::as_str)
     }
 
+    /// Credits applied (sales included).
+    pub fn credits(&self) -> usize {
+        self.credits.len()
+    }
+
     /// PIN sales applied and not reversed.
     pub fn sales(&self) -> usize {
         self.vouchers.len()
