@@ -228,7 +228,6 @@ impl Bank {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::record::{ChannelStatus, DebitReversal};
 
     fn request() -> ChannelRequest {
         ChannelRequest {
@@ -245,13 +244,8 @@ mod tests {
             rrn: "000000000042".into(),
             terminal: "WEB00001".into(),
             transmitted: "1205103000".into(),
-            status: ChannelStatus::Pending,
-            reason: None,
-            bank_code: None,
-            confirmation: None,
-            attempts_left: None,
-            reversal: DebitReversal::None,
             at_ms: 1_796_466_600_000,
+            ..ChannelRequest::default()
         }
     }
 

@@ -261,25 +261,7 @@ impl Channels {
     fn placeholder(&self, id: &str) -> ChannelRequest {
         ChannelRequest {
             id: id.to_owned(),
-            fingerprint: String::new(),
-            channel: String::new(),
-            account: String::new(),
-            min: String::new(),
-            amount: 0,
-            currency: String::new(),
-            bank: String::new(),
-            debit_masked: String::new(),
-            stan: String::new(),
-            rrn: String::new(),
-            terminal: String::new(),
-            transmitted: String::new(),
-            status: ChannelStatus::Pending,
-            reason: None,
-            bank_code: None,
-            confirmation: None,
-            attempts_left: None,
-            reversal: DebitReversal::None,
-            at_ms: 0,
+            ..ChannelRequest::default()
         }
     }
 
@@ -689,13 +671,8 @@ impl Channels {
             rrn: format!("{:012}", number % 1_000_000_000_000),
             terminal: terminal(asked.channel.as_str()).to_owned(),
             transmitted: transmission_time(now),
-            status: ChannelStatus::Pending,
-            reason: None,
-            bank_code: None,
-            confirmation: None,
-            attempts_left: None,
-            reversal: DebitReversal::None,
             at_ms: now.timestamp_millis(),
+            ..ChannelRequest::default()
         }
     }
 

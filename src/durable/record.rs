@@ -80,10 +80,11 @@ pub enum Record {
 }
 
 /// Where a channel request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelStatus {
     /// The debit is out (or about to be); no end yet.
+    #[default]
     Pending,
     /// The bank approved and the engine credit is decided.
     Completed,
@@ -107,7 +108,7 @@ pub enum DebitReversal {
 /// A self-service channel request: who asked for what under which idempotency key,
 /// the debit sent for it, and its end. Journaled whole at each step; the index keeps
 /// the last.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChannelRequest {
     /// `CLIENT/KEY`: the channel client and its `Idempotency-Key`.
     pub id: String,
