@@ -268,7 +268,10 @@ impl Channels {
     /// Where request `id` (`CLIENT/KEY`) stands, if it was ever taken.
     pub fn status(&self, id: &str) -> Result<Option<Reply>, FlowError> {
         if let Some(tracked) = self.tracked().get(id) {
-            return Ok(tracked.reply.borrow().clone());
+            let reply = tracked.reply.borrow().clone();
+            // Taken, still before its first record (waiting for its account's turn).
+            let waiting = || Reply::Request(Box::new(self.placeholder(id)));
+            return Ok(Some(reply.unwrap_or_else(waiting)));
         }
         let found = self
             .inner
