@@ -106,6 +106,19 @@ pub async fn run_reporting(
             forwarding.clone(),
         ));
     }
+    if let Some(sms) = config.notify.sms.clone() {
+        let journaling = decider.clone();
+        let journal: crate::notify::sms::Journal = Arc::new(move |attempt| {
+            (journaling.journal_records(&[attempt]).map(drop)).map_err(|e| e.to_string())
+        });
+        let store = decider.store().clone();
+        tokio::spawn(crate::notify::sms::deliver(
+            store,
+            sms,
+            journal,
+            forwarding.clone(),
+        ));
+    }
     if let Some(addr) = config.metrics.listen {
         let (metrics, stop) = (metrics.clone(), forwarding.clone());
         let decider = decider.clone();

@@ -18,6 +18,7 @@ use replenish::wire::iso8583::Spec;
 use serde_json::{Value, json};
 use support::console::{Auth, cli, http, replenish};
 use support::engine::{Engine, HIGH_LIMITS, loopback_pair};
+use support::smsc::Smsc;
 use tokio_util::sync::CancellationToken;
 
 /// Prepaid accounts of `fixtures/reference/accounts.csv` (carrier-a, active) and MINs.
@@ -47,6 +48,8 @@ struct Channels {
     bank: BankSim,
     _bank_stop: CancellationToken,
     engine: Engine,
+    /// The SMSC the switch sends its SMS to (none where Node.js cannot be had).
+    smsc: Option<Smsc>,
 }
 
 impl Drop for Channels {
@@ -95,6 +98,19 @@ async fn start(response_timeout: &str) -> Channels {
     .await
     .expect("bank-sim");
     let [acquirer, console, channels, metrics] = support::free_ports::<4>();
+    let smsc = Smsc::start(dir.path(), "replenish", "s3cret", &[]);
+    let sms = match &smsc {
+        Some(smsc) => {
+            let password = dir.path().join("smsc.password");
+            std::fs::write(&password, "s3cret\n").expect("password");
+            format!(
+                "\n[notify.sms]\nsmsc = \"{}\"\nsystem_id = \"replenish\"\npassword_file = \"{}\"\nsource_addr = \"7777\"\n",
+                smsc.address(),
+                password.display()
+            )
+        }
+        None => String::new(),
+    };
     let quoted = |addrs: Vec<std::net::SocketAddr>| {
         addrs
             .iter()
@@ -145,6 +161,7 @@ listen = "127.0.0.1:{console}"
 
 [metrics]
 listen = "127.0.0.1:{metrics}"
+{sms}
 {HIGH_LIMITS}
 "#,
         dir = dir.path().display(),
@@ -184,6 +201,7 @@ listen = "127.0.0.1:{metrics}"
         bank,
         _bank_stop: bank_stop,
         engine,
+        smsc,
     };
     running.wait_up().await;
     running
@@ -428,6 +446,43 @@ async fn every_row_of_the_section_6_table() {
     assert_eq!(switch.get("never").await.status, 404);
     let declined_shown = switch.get("poor-1").await;
     assert_eq!(declined_shown.body["status"], "declined");
+
+    // The SMS: a receipt with the confirmation number to the MIN of each completed
+    // request, a failure to the one whose bank declined; none for a bad body.
+    match &switch.smsc {
+        None => eprintln!("SKIPPED: the SMS part (no SMSC)"),
+        Some(smsc) => {
+            let received = smsc.wait_for(6).await;
+            let to = |min: &str| -> Vec<String> {
+                (received.iter())
+                    .filter(|m| m["destination_addr"] == min)
+                    .filter_map(|m| m["short_message"].as_str().map(str::to_owned))
+                    .collect()
+            };
+            assert_eq!(
+                to(SUBSCRIBERS[0].1),
+                vec![format!(
+                    "Replenishment of 25.00 credited to your prepaid account. Confirmation {confirmation}."
+                ), "Your replenishment of 999999999.99 did not go through: more than a replenishment may be. Nothing was taken from your account.".to_owned()],
+                "{received:?}"
+            );
+            assert_eq!(
+                to(SUBSCRIBERS[4].1),
+                vec!["Your replenishment of 25.00 did not go through: insufficient funds in your bank account. Nothing was taken from your account.".to_owned()]
+            );
+            for (_, min) in &SUBSCRIBERS[1..4] {
+                let texts = to(min);
+                assert_eq!(texts.len(), 1, "{received:?}");
+                assert!(texts[0].starts_with("Replenishment of "), "{texts:?}");
+            }
+            assert!(
+                received
+                    .iter()
+                    .all(|m| m["source_addr"] == "7777" && m["esm_class"] == 0)
+            );
+            assert_eq!(received.len(), 6, "{received:?}");
+        }
+    }
 
     // The OpenAPI document.
     let (base, path) = (switch.base.clone(), "/api/v1/openapi.json");

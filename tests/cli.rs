@@ -126,6 +126,14 @@ fn the_demo_credits_every_approval_once() {
             "{stdout}"
         );
     }
+    // Each subscriber got the receipt SMS with its confirmation number.
+    for line in &channels {
+        let confirmation = (line.split_whitespace().nth(7))
+            .map(|c| c.trim_end_matches(';'))
+            .expect("confirmation");
+        let sms = format!("credited to your prepaid account. Confirmation {confirmation}.");
+        assert!(stdout.contains(&sms), "{stdout}");
+    }
     let bank = std::fs::read_to_string(dir.path().join("demo/bank-ledger.jsonl")).expect("bank");
     assert_eq!(
         bank.lines().filter(|l| l.contains("\"00\"")).count(),

@@ -573,7 +573,7 @@ async fn breaks_are_emailed_once_and_an_smtp_outage_only_delays_the_email() {
         reconcile::reconcile_file(&config, &file, Party::Bank("bank-a"), &day).expect("reconcile");
     assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
     let data = DataDir::open(&config).expect("data");
-    let (pending, failed) = data.store.notification_tally().expect("tally");
+    let (pending, failed) = data.store.notification_tally("email").expect("tally");
     data.close().expect("close");
     assert_eq!((pending, failed), (1, 1), "queued, one failed attempt");
 

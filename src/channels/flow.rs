@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::durable::record::{ChannelRequest, ChannelStatus, DebitReversal, Enrolment, Record};
 use crate::durable::vault::Vault;
 use crate::engine::advice::transmission_time;
+use crate::notify::sms;
 use crate::switch::decide::{Decider, Link};
 use crate::vocab::codes::ResponseCode;
 use crate::vocab::key::TransactionKey;
@@ -681,14 +682,52 @@ impl Channels {
 
     /// The receipt SMS (seed step 407), when SMS is configured.
     fn receipt(&self, request: &ChannelRequest) -> Option<Record> {
-        let _ = request;
-        None
+        let confirmation = request.confirmation.as_deref().unwrap_or("");
+        self.sms(request, "receipt", |identity| {
+            sms::receipt(
+                identity,
+                &request.min,
+                confirmation,
+                request.amount,
+                &request.currency,
+            )
+        })
     }
 
-    /// The failure SMS (seed step 406), when SMS is configured.
+    /// The failure SMS (seed step 406), when SMS is configured; none for a wrong PIN
+    /// (whoever typed it may not be the subscriber).
     fn failure(&self, request: &ChannelRequest) -> Option<Record> {
-        let _ = request;
-        None
+        let reason = request.reason.as_deref().unwrap_or("declined");
+        if matches!(reason, "wrong_pin" | "locked") {
+            return None;
+        }
+        self.sms(request, "failure", |identity| {
+            sms::failure(
+                identity,
+                &request.min,
+                request.amount,
+                &request.currency,
+                reason,
+            )
+        })
+    }
+
+    /// The SMS `make` writes, queued in the notification outbox (its identity: the
+    /// request and `kind`, so a restart queues it once).
+    fn sms(
+        &self,
+        request: &ChannelRequest,
+        kind: &str,
+        make: impl FnOnce(&str) -> Result<crate::durable::record::Notification, String>,
+    ) -> Option<Record> {
+        self.inner.config.notify.sms.as_ref()?;
+        match make(&format!("channel/{}/{kind}", request.id)) {
+            Ok(notification) => Some(Record::NotificationQueued(Box::new(notification))),
+            Err(e) => {
+                warn!(request = %request.id, "channels: no SMS {kind}: {e}");
+                None
+            }
+        }
     }
 
     /// Journals `records` and waits until they are durable; the last one's position.

@@ -2,11 +2,13 @@
 //! record before anything is sent, each attempt is one too, and a failed one is tried
 //! again with backoff (1 s doubling to 5 min) until it goes. Sending never holds up or
 //! fails what asked for it. Email over SMTP ([`email`], lettre with rustls and `ring`):
-//! the reconciliation exception report of seed step 312.
+//! the reconciliation exception report of seed step 312. SMS over SMPP 3.4 ([`sms`]):
+//! the self-service channels' receipts and failures (seed steps 406-407).
 //!
 //! May import: [`crate::durable`], [`crate::vocab`], [`crate::wire`], [`crate::config`].
 
 pub mod email;
+pub mod sms;
 
 use crate::config::EmailConfig;
 use crate::durable::record::{NotificationAttempt, Record};
@@ -19,7 +21,7 @@ pub const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 
 /// When a notification that failed `failures` times may be tried again.
-fn due_at(item: &NotificationItem) -> i64 {
+pub(crate) fn due_at(item: &NotificationItem) -> i64 {
     if item.failures == 0 {
         return 0;
     }

@@ -47,6 +47,8 @@ pub struct Metrics {
     link_up: Family<LinkLabels, Gauge>,
     index_lag: Gauge,
     emails_pending: Gauge,
+    sms_pending: Gauge,
+    sms_failures: Gauge,
     email_failures: Gauge,
     pins_available: Available,
     store: Mutex<Option<crate::durable::store::Store>>,
@@ -164,6 +166,18 @@ impl Metrics {
             "Emails in the notification outbox not sent yet",
             emails_pending.clone(),
         );
+        let sms_pending = Gauge::default();
+        registry.register(
+            "sms_pending",
+            "SMS in the notification outbox not sent yet",
+            sms_pending.clone(),
+        );
+        let sms_failures = Gauge::default();
+        registry.register(
+            "sms_failures",
+            "Failed attempts to send SMS (each is retried)",
+            sms_failures.clone(),
+        );
         let email_failures = Gauge::default();
         registry.register(
             "email_failures",
@@ -181,6 +195,8 @@ impl Metrics {
             pins_available,
             index_lag,
             emails_pending,
+            sms_pending,
+            sms_failures,
             email_failures,
             store: Mutex::new(None),
             index: Mutex::new(None),
@@ -345,11 +361,17 @@ impl Metrics {
         self.index_lag
             .set(i64::try_from(self.index_lag()).unwrap_or(i64::MAX));
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(Ok((pending, failed))) = store.map(|s| s.notification_tally()) {
-            self.emails_pending
-                .set(i64::try_from(pending).unwrap_or(i64::MAX));
-            self.email_failures
-                .set(i64::try_from(failed).unwrap_or(i64::MAX));
+        let gauges = [
+            ("email", &self.emails_pending, &self.email_failures),
+            ("sms", &self.sms_pending, &self.sms_failures),
+        ];
+        for (channel, pending_gauge, failed_gauge) in gauges {
+            if let Some(Ok((pending, failed))) =
+                store.as_ref().map(|s| s.notification_tally(channel))
+            {
+                pending_gauge.set(i64::try_from(pending).unwrap_or(i64::MAX));
+                failed_gauge.set(i64::try_from(failed).unwrap_or(i64::MAX));
+            }
         }
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {

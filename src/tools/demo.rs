@@ -143,6 +143,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         .ok_or_else(|| fail("no data directory"))?;
     let ledger_path = config.data_dir.join("engine-ledger.jsonl");
     std::fs::create_dir_all(&config.data_dir).map_err(fail)?;
+    super::demo_channels::with_sms(&mut config).map_err(fail)?;
     let accounts =
         accounts::parse_accounts(SAMPLE_ACCOUNTS.as_bytes()).map_err(|e| fail(format!("{e:?}")))?;
     let locations = accounts::parse_locations(SAMPLE_LOCATIONS.as_bytes())
@@ -194,6 +195,9 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
         ))
     })?;
     let bank = super::demo_channels::start_bank(&config, stop_engine.clone())
+        .await
+        .map_err(fail)?;
+    let smsc = super::demo_channels::start_smsc(&config, stop_engine.clone())
         .await
         .map_err(fail)?;
     let acquirer = config
@@ -277,6 +281,7 @@ pub async fn run(requests: usize, data_dir: Option<PathBuf>) -> Result<Summary, 
             .await
             .map_err(fail)?;
     wait_ledger(&ledger_path, &channel_credits, &[], "channel credit acks").await;
+    channel_lines.extend(super::demo_channels::sms_lines(&smsc, channel_credits.len()).await);
     channel_lines.push(format!(
         "  engine ledger: {} of the {} channel credits acknowledged",
         ledger_totals(&ledger_path, &channel_credits, &[]).credited,

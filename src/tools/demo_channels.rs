@@ -14,6 +14,7 @@ use crate::console::secrets;
 use crate::durable::record::{Enrolment, Record, Saved};
 use crate::durable::vault::Vault;
 use crate::tools::banksim::{self, BankConfig, BankSim};
+use crate::tools::smsc_sim::{self, SmscSim};
 use crate::vocab::accounts::{Account, AccountStatus, Location};
 use crate::vocab::people::{Client, ClientScope};
 use crate::wire::framing::FrameCodec;
@@ -44,6 +45,54 @@ pub fn configure(config: &mut Config) -> Result<(), String> {
     config.feature_code = sample.feature_code;
     config.ivr_number = sample.ivr_number;
     Ok(())
+}
+
+/// Where the demo's SMSC listens.
+pub const DEMO_SMSC: &str = "127.0.0.1:2775";
+
+/// Adds `[notify.sms]` for the demo's SMSC ([`crate::tools::smsc_sim`]), its password
+/// file written in the data directory (which must exist).
+pub fn with_sms(config: &mut Config) -> Result<(), String> {
+    let password_file = config.data_dir.join("smsc.password");
+    std::fs::write(&password_file, "demo-sms\n").map_err(|e| e.to_string())?;
+    config.notify.sms = Some(crate::config::channels::SmsConfig {
+        smsc: DEMO_SMSC.to_owned(),
+        system_id: "replenish".to_owned(),
+        password_file,
+        source_addr: "7777".to_owned(),
+        system_type: String::new(),
+        enquire_link: std::time::Duration::from_secs(30),
+    });
+    Ok(())
+}
+
+/// Starts the demo's SMSC for `config`'s `[notify.sms]`.
+pub async fn start_smsc(config: &Config, stop: CancellationToken) -> Result<SmscSim, String> {
+    let sms = config.notify.sms.as_ref().ok_or("no [notify.sms]")?;
+    let listen = sms.smsc.parse().map_err(|e| format!("{}: {e}", sms.smsc))?;
+    (smsc_sim::start(listen, &sms.system_id, "demo-sms", stop).await)
+        .map_err(|e| format!("SMSC on {}: {e} (is another replenish running?)", sms.smsc))
+}
+
+/// The SMS the subscribers got (waiting up to 10 s for `count`), one line each.
+pub async fn sms_lines(smsc: &SmscSim, count: usize) -> Vec<String> {
+    let taken = || smsc.received.lock().map(|r| r.clone()).unwrap_or_default();
+    for _ in 0..200 {
+        if taken().len() >= count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut lines = vec![format!(
+        "  SMS received by the SMSC (SMPP submit_sm from 7777): {}",
+        taken().len()
+    )];
+    lines.extend(
+        taken()
+            .iter()
+            .map(|sms| format!("    to {}: {}", sms.to, sms.text)),
+    );
+    lines
 }
 
 /// The records that set the round up (the subscribers' accounts, the `CHANNELS`

@@ -18,3 +18,4 @@ pub mod plot;
 pub mod replay;
 pub mod sim_server;
 pub mod simulator;
+pub mod smsc_sim;

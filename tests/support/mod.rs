@@ -5,6 +5,7 @@
 pub mod console;
 pub mod engine;
 pub mod python;
+pub mod smsc;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};

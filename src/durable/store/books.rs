@@ -72,10 +72,11 @@ impl Store {
     }
 
     /// Notifications waiting to be sent, and failed attempts so far (the metrics).
-    pub fn notification_tally(&self) -> Result<(u64, u64), StoreError> {
+    pub fn notification_tally(&self, channel: &str) -> Result<(u64, u64), StoreError> {
         let items = self.notifications()?;
-        let pending = items.iter().filter(|i| i.sent_ms.is_none()).count() as u64;
-        let failed = items.iter().map(|i| u64::from(i.failures)).sum();
+        let of_channel = || items.iter().filter(|i| i.notification.channel == channel);
+        let pending = of_channel().filter(|i| i.sent_ms.is_none()).count() as u64;
+        let failed = of_channel().map(|i| u64::from(i.failures)).sum();
         Ok((pending, failed))
     }
 
