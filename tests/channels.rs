@@ -643,6 +643,69 @@ async fn a_bank_that_does_not_answer_is_declined_and_reversed_until_it_acknowled
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_approval_changes_nothing_and_a_silent_link_fails_over() {
+    let switch = start("1s").await;
+    switch.enrol(0, RICH).await;
+    let rich = switch.balance(RICH);
+    // The bank answers 00, but after response_timeout: the request is declined, the
+    // reversal goes out, the late 0210 is only logged, and nothing is credited.
+    for (_, faults) in &switch.bank.listeners {
+        faults.delay_ack_ms.store(1500, Ordering::Relaxed);
+    }
+    let late = switch.post("late-1", web(0, 2500, PIN)).await;
+    assert_eq!(late.status, 402, "{:?}", late.body);
+    assert_eq!(late.body["reason"], "bank_unavailable");
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = switch.log();
+        if log.contains("late reply 0210") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(log.contains("late reply 0210"), "{log}");
+    for (_, faults) in &switch.bank.listeners {
+        faults.delay_ack_ms.store(0, Ordering::Relaxed);
+    }
+    for _ in 0..100 {
+        if switch.log().contains("debit reversal acknowledged") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(switch.balance(RICH), rich, "the late debit was put back");
+    assert_eq!(switch.get("late-1").await.body["status"], "declined");
+    assert_eq!(
+        switch.engine.balance(SUBSCRIBERS[0].1),
+        0,
+        "nothing credited"
+    );
+
+    // The primary link goes silent (echoes unanswered too): the switch marks it down
+    // and debits over the other one.
+    switch.bank.listeners[0]
+        .1
+        .silent
+        .store(true, Ordering::Relaxed);
+    for _ in 0..100 {
+        if switch.log().matches("link down").count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let over_second = switch.post("failover-1", web(0, 2500, PIN)).await;
+    assert_eq!(
+        over_second.status,
+        201,
+        "{:?}\n{}",
+        over_second.body,
+        switch.log()
+    );
+    assert_eq!(switch.balance(RICH), rich - 2500);
+    assert_eq!(switch.credited(SUBSCRIBERS[0].1, 2500).await, 2500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_copies_of_one_request_debit_once() {
     let switch = start("2s").await;
     switch.enrol(0, RICH).await;
