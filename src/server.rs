@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::acquirer::{self, Context, Responses, Settings};
-use crate::config::{AcquirerConfig, Config, EmailConfig};
+use crate::config::{AcquirerConfig, Config};
 use crate::durable::datadir::{DataDir, DataError};
 use crate::engine::{self, unsent::Unsent};
 use crate::operate::metrics::Metrics;
@@ -99,23 +99,11 @@ pub async fn run_reporting(
     metrics.watch_engines(&engines);
     metrics.watch_index(&data.journal, &data.applied);
     metrics.watch_notifications(&data.store);
-    if let Some(email) = config.notify.email.clone() {
+    let senders = crate::notify::Senders::new(&config.notify);
+    if !senders.is_empty() {
         tokio::spawn(deliver_notifications(
             decider.clone(),
-            email,
-            forwarding.clone(),
-        ));
-    }
-    if let Some(sms) = config.notify.sms.clone() {
-        let journaling = decider.clone();
-        let journal: crate::notify::sms::Journal = Arc::new(move |attempt| {
-            (journaling.journal_records(&[attempt]).map(drop)).map_err(|e| e.to_string())
-        });
-        let store = decider.store().clone();
-        tokio::spawn(crate::notify::sms::deliver(
-            store,
-            sms,
-            journal,
+            senders,
             forwarding.clone(),
         ));
     }
@@ -230,29 +218,44 @@ async fn stop_when_indexing_fails(
     }
 }
 
-/// Sends the notification outbox's emails as they fall due, until `stop`; each attempt
-/// is journaled, so a sent email is never sent again and a failed one is retried with
-/// backoff.
-async fn deliver_notifications(decider: Arc<Decider>, email: EmailConfig, stop: CancellationToken) {
+/// Sends the notification outbox's emails and SMS as they fall due, until `stop`, then
+/// unbinds from the SMSC; each attempt is journaled, so a sent notification is never
+/// sent again and a failed one is retried with backoff. Each pass runs on a blocking
+/// thread, off the decider's lock: sending never holds up money.
+async fn deliver_notifications(
+    decider: Arc<Decider>,
+    senders: crate::notify::Senders,
+    stop: CancellationToken,
+) {
+    let senders = Arc::new(std::sync::Mutex::new(senders));
     let mut tick = tokio::time::interval(crate::notify::POLL);
+    // A pass that waited on a server (up to 10 s per SMSC request) is not followed by a
+    // burst of the passes it missed.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (decider, email) = (decider.clone(), email.clone());
+        let (decider, senders) = (decider.clone(), senders.clone());
         let delivered = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut journal = |attempt| decider.journal_records(&[attempt]).map(|_| ());
-            crate::notify::deliver_due(decider.store(), &email, now, &mut journal)
-                .map_err(|e| e.to_string())?;
-            Ok::<(), String>(())
+            let mut senders = senders.lock().unwrap_or_else(|p| p.into_inner());
+            crate::notify::deliver_due(decider.store(), &mut senders, now, &mut journal)
+                .map_err(|e| e.to_string())
         })
         .await;
-        if let Ok(Err(e)) = delivered {
-            warn!("notifications: {e}");
+        match delivered {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!("notifications: {e}"),
+            Err(e) => warn!("notifications: a pass failed: {e}"),
         }
     }
+    let unbound = tokio::task::spawn_blocking(move || {
+        senders.lock().unwrap_or_else(|p| p.into_inner()).stop();
+    });
+    let _ = unbound.await;
 }
 
 /// Starts the self-service channels: the debit banks' links, what a previous run left

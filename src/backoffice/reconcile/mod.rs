@@ -451,13 +451,15 @@ pub fn reconcile_file(
 /// Offline, no switch delivers the outbox: one attempt now, and what fails waits for
 /// the next command or the switch. Never fails the command.
 fn deliver_now(books: &Books<'_>, config: &Config) {
-    let Some(email) = &config.notify.email else {
+    let mut senders = crate::notify::Senders::new(&config.notify);
+    if senders.is_empty() {
         return;
-    };
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let mut journal = |attempt| (books.commit)(&[attempt]).map(|_| ());
     let delivered =
-        crate::notify::deliver_due::<BackofficeError>(books.store, email, now, &mut journal);
+        crate::notify::deliver_due::<BackofficeError>(books.store, &mut senders, now, &mut journal);
+    senders.stop();
     if let Err(e) = delivered {
         tracing::warn!("notifications: {e}");
     }
