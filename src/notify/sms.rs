@@ -55,7 +55,7 @@ pub fn receipt(
 ) -> Result<Notification, String> {
     let text = format!(
         "Replenishment of {} credited to your prepaid account. Confirmation {confirmation}.",
-        money(amount, exponent(currency))
+        money(amount, currency)
     );
     notification(identity, min, "receipt", text)
 }
@@ -71,7 +71,7 @@ pub fn failure(
 ) -> Result<Notification, String> {
     let text = format!(
         "Your replenishment of {} did not go through: {}. {}",
-        money(amount, exponent(currency)),
+        money(amount, currency),
         plain(reason),
         the_money(reason)
     );
@@ -99,28 +99,12 @@ fn notification(
     })
 }
 
-/// The decimals of ISO 4217 currency `numeric` (2 when unknown).
-fn exponent(numeric: &str) -> u32 {
-    (numeric.parse().ok())
-        .and_then(iso_currency::Currency::from_numeric)
-        .and_then(|c| c.exponent())
-        .map_or(2, u32::from)
-}
-
-/// `minor` units as a decimal amount with `exponent` decimals (as the settlement's
-/// pain.001 writes amounts; that formatter is private to the back office, which this
-/// module may not import).
-fn money(minor: u64, exponent: u32) -> String {
-    let exponent = exponent.min(6);
-    if exponent == 0 {
-        return minor.to_string();
-    }
-    let scale = 10u64.pow(exponent);
-    format!(
-        "{}.{:0width$}",
-        minor / scale,
-        minor % scale,
-        width = exponent as usize
+/// `minor` units of ISO 4217 currency `numeric` as a decimal amount (2 decimals for a
+/// code that is not one).
+fn money(minor: u64, numeric: &str) -> String {
+    crate::vocab::money::decimal(
+        minor,
+        crate::vocab::money::exponent_of(numeric).unwrap_or(2),
     )
 }
 
@@ -580,9 +564,6 @@ mod tests {
         assert!(body(2500, "392").contains(" 2500 "), "yen: no decimals");
         assert!(body(2500, "048").contains(" 2.500 "), "dinar: three");
         assert!(body(2500, "999").contains(" 25.00 "), "unknown: two");
-        assert_eq!(money(0, 2), "0.00");
-        assert_eq!(money(5, 3), "0.005");
-        assert_eq!(money(500, 0), "500");
     }
 
     #[test]

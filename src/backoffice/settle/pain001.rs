@@ -8,6 +8,8 @@
 use std::io::Cursor;
 
 use iso_currency::Currency;
+
+use crate::vocab::money::decimal;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
@@ -182,20 +184,6 @@ fn is_iban(account: &str) -> bool {
         && bytes[..2].iter().all(u8::is_ascii_uppercase)
         && bytes[2..4].iter().all(u8::is_ascii_digit)
         && bytes[4..].iter().all(u8::is_ascii_alphanumeric)
-}
-
-/// Minor units as a decimal with `exponent` digits after the point.
-fn decimal(minor: u64, exponent: u32) -> String {
-    if exponent == 0 {
-        return minor.to_string();
-    }
-    let scale = 10u64.pow(exponent);
-    format!(
-        "{}.{:0width$}",
-        minor / scale,
-        minor % scale,
-        width = exponent as usize
-    )
 }
 
 fn cut(text: &str, max: usize) -> String {
