@@ -176,3 +176,65 @@ async fn the_console_over_https_sets_a_secure_cookie_and_refuses_plain_http() {
     );
     switch.stop().await;
 }
+
+/// The channel API over HTTPS (`[channels.tls]`): a gateway's request is answered over
+/// TLS with the dev CA's certificate (here `401`: no token), the OpenAPI document too,
+/// and plain HTTP is not served.
+#[tokio::test]
+async fn the_channel_api_serves_https_only_when_configured_so() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = format!(
+        "{}\n[channels]\nlisten = \"127.0.0.1:{port}\"\n[channels.tls]\ncert = \"{c}/server.pem\"\nkey = \"{c}/server.key\"\n\
+         [[debit_bank]]\nname = \"first-bank\"\nlinks = [\"127.0.0.1:9\"]\nacquirer_id = \"00099999\"\n",
+        config_text(data.path(), free_port()),
+        c = certs.path().display()
+    );
+    let config = Config::from_toml(&text, "channels-tls.toml").expect("config");
+    let switch = Switch::start(config).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut tcp = None;
+    for _ in 0..100 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            tcp = Some(stream);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let connect = |tcp: TcpStream| async {
+        let ca = certs.path().join("ca.pem");
+        let client = replenish::wire::tls::client_config(&ca, None).expect("client config");
+        let name = ServerName::try_from("localhost").expect("name");
+        (TlsConnector::from(client).connect(name, tcp).await)
+            .expect("the channel API's certificate is the dev CA's")
+    };
+    let tls = connect(tcp.expect("the channel API listens")).await;
+    let body = r#"{"channel":"web","min":"2065550101","pin":"4321","amount":100}"#;
+    let request = format!(
+        "POST /api/v1/replenishments HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: k1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = http_over(tls, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains(r#"{"error":"unauthorized"}"#), "{answer}");
+    let tls = connect(TcpStream::connect(addr).await.expect("connects")).await;
+    let get = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let answer = http_over(tls, get).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"openapi\""),
+        "{answer}"
+    );
+    let plain = TcpStream::connect(addr).await.expect("connects");
+    let answer = http_over(
+        plain,
+        "GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !answer.contains("HTTP/1.1 200"),
+        "plain HTTP is not served: {answer}"
+    );
+    switch.stop().await;
+}
