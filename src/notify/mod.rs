@@ -115,7 +115,7 @@ pub fn deliver_due<E: From<StoreError>>(
     let mut attempted = 0;
     let mut failed: BTreeSet<String> = BTreeSet::new();
     let mut unconfigured: BTreeMap<String, usize> = BTreeMap::new();
-    for item in store.notifications()? {
+    for item in store.pending_notifications()? {
         let channel = &item.notification.channel;
         if item.sent_ms.is_some() || due_at(&item) > now_ms || failed.contains(channel) {
             continue;

@@ -140,6 +140,10 @@ impl Store {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
+                Ok(store) => {
+                    store.index_outbox()?;
+                    return Ok(store);
+                }
                 other => return other,
             }
         }
@@ -491,6 +495,9 @@ struct BatchBuilder<'a> {
     queue: HashMap<u64, QueueItem>,
     breaks: HashMap<u64, BreakItem>,
     notifications: HashMap<u64, NotificationItem>,
+    /// The journal positions of the failed notification attempts in this batch, by
+    /// channel.
+    notification_failures: HashMap<String, Vec<u64>>,
     open_day: Option<OpenDay>,
     counter: Option<u64>,
     novelty: Novelty,
@@ -509,6 +516,7 @@ impl<'a> BatchBuilder<'a> {
             queue: HashMap::new(),
             breaks: HashMap::new(),
             notifications: HashMap::new(),
+            notification_failures: HashMap::new(),
             open_day: None,
             counter: None,
             confirmations: Vec::new(),
@@ -584,7 +592,7 @@ impl<'a> BatchBuilder<'a> {
                 self.notification_queued(seq, notification);
                 Ok(())
             }
-            Record::NotificationAttempt(attempt) => self.notification_attempt(attempt),
+            Record::NotificationAttempt(attempt) => self.notification_attempt(seq, attempt),
             Record::Settled(settled) => {
                 self.settled(settled);
                 Ok(())
@@ -859,9 +867,11 @@ impl<'a> BatchBuilder<'a> {
         for (id, item) in self.breaks {
             writes.push((books::break_key(id), Some(json(&item))));
         }
-        for (id, item) in self.notifications {
-            writes.push((books::notification_key(id), Some(json(&item))));
-        }
+        writes.extend(books::outbox_writes(
+            self.store,
+            self.notifications,
+            self.notification_failures,
+        )?);
         writes.extend(confirmation_pages(self.confirmations));
         if let Some(counter) = self.counter {
             let previous = self.store.last_counter()?;
