@@ -137,7 +137,14 @@ pub async fn run_reporting(
         tokio::spawn(crate::console::serve(console, forwarding.clone()));
     }
     if let Some(listen) = &config.channels {
-        start_channels(decider.clone(), &config, listen.clone(), &forwarding).await?;
+        start_channels(
+            decider.clone(),
+            &config,
+            listen.clone(),
+            &metrics,
+            &forwarding,
+        )
+        .await?;
     }
     tokio::spawn(housekeeping(decider.clone(), forwarding.clone()));
     let fatal = CancellationToken::new();
@@ -264,11 +271,14 @@ async fn start_channels(
     decider: Arc<Decider>,
     config: &Config,
     listen: crate::config::channels::ChannelsConfig,
+    metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<(), ServeError> {
-    let channels =
-        crate::channels::flow::Channels::start(decider, Arc::new(config.clone()), stop.clone())
-            .map_err(ServeError::Channels)?;
+    let config = Arc::new(config.clone());
+    let tally = metrics.channel_tally();
+    let channels = crate::channels::flow::Channels::start(decider, config, tally, stop.clone())
+        .map_err(ServeError::Channels)?;
+    metrics.watch_debit_banks(channels.bank_links());
     let recovering = channels.clone();
     let recovered = tokio::task::spawn_blocking(move || recovering.recover())
         .await

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use replenish::operate::metrics::Status;
 use replenish::tools::banksim::{self, BankConfig, BankSim};
 use replenish::wire::framing::{FrameCodec, LengthHeader};
 use replenish::wire::iso8583::Spec;
@@ -43,6 +44,8 @@ struct Channels {
     config: PathBuf,
     base: String,
     console: String,
+    /// The metrics listener.
+    metrics: String,
     token: String,
     activation: String,
     bank: BankSim,
@@ -194,6 +197,7 @@ listen = "127.0.0.1:{metrics}"
         child: serve(&config, dir.path()),
         base: format!("http://127.0.0.1:{channels}"),
         console: format!("http://127.0.0.1:{console}"),
+        metrics: format!("127.0.0.1:{metrics}"),
         dir,
         config,
         token,
@@ -285,6 +289,27 @@ impl Channels {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.get(key).await
+    }
+
+    /// What `replenish status` shows: `GET /status` on the metrics listener.
+    async fn status(&self) -> Status {
+        let addr = self.metrics.parse().expect("metrics address");
+        off(move || replenish::operate::metrics::fetch_status(addr))
+            .await
+            .expect("status")
+    }
+
+    /// The debits of the first bank waiting for their reversal's acknowledgement, once
+    /// they are `want` (or after 5 s).
+    async fn reversals_due(&self, want: u64) -> u64 {
+        let due = |status: Status| status.self_service.debit_banks[0].reversals_due;
+        for _ in 0..100 {
+            if due(self.status().await) == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        due(self.status().await)
     }
 
     fn balance(&self, account: &str) -> u64 {
@@ -484,6 +509,62 @@ async fn every_row_of_the_section_6_table() {
         }
     }
 
+    // What an operator sees: the answers by channel, outcome and reason (a replay or a
+    // body the API refused is not a request), the bank's two links up, nothing to reverse.
+    let status = switch.status().await;
+    let answered: Vec<(&str, &str, &str, u64)> = (status.self_service.answered.iter())
+        .map(|a| {
+            (
+                a.channel.as_str(),
+                a.outcome.as_str(),
+                a.reason.as_str(),
+                a.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            ("ivr", "completed", "", 1),
+            ("web", "completed", "", 2),
+            ("web", "declined", "insufficient_funds", 1),
+            ("web", "declined", "over_maximum", 1),
+            ("web", "refused", "not_enrolled", 1),
+            ("wireless", "completed", "", 1),
+        ]
+    );
+    let bank = &status.self_service.debit_banks[..];
+    assert_eq!(bank.len(), 1, "{bank:?}");
+    assert_eq!(
+        (bank[0].name.as_str(), bank[0].reversals_due),
+        ("first-bank", 0)
+    );
+    assert!(
+        bank[0].links.len() == 2 && bank[0].links.iter().all(|l| l.1),
+        "{bank:?}"
+    );
+    let shown = status.to_string();
+    assert!(shown.contains("debit banks\n  first-bank"), "{shown}");
+    let metrics = switch.metrics.clone();
+    let (code, text, _) = off(move || {
+        http(
+            &format!("http://{metrics}"),
+            "GET",
+            "/metrics",
+            &Auth::None,
+            None,
+        )
+    })
+    .await;
+    assert_eq!(code, 200);
+    for line in [
+        r#"replenish_channel_requests_total{channel="web",outcome="completed",reason=""} 2"#,
+        r#"replenish_channel_request_seconds_count{channel="web"} 5"#,
+        r#"replenish_debit_reversals_due{bank="first-bank"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+
     // The OpenAPI document.
     let (base, path) = (switch.base.clone(), "/api/v1/openapi.json");
     let (status, text, _) = off(move || http(&base, "GET", path, &Auth::None, None)).await;
@@ -576,6 +657,7 @@ async fn a_bank_that_does_not_answer_is_declined_and_reversed_until_it_acknowled
     let lost = switch.post("lost-1", web(0, 2500, PIN)).await;
     assert_eq!(lost.status, 402, "{:?}", lost.body);
     assert_eq!(lost.body["reason"], "bank_unavailable");
+    assert_eq!(switch.reversals_due(1).await, 1, "the operator sees it");
     // The 0420 and 0421s reach the bank (it applies them): the money is back.
     for _ in 0..100 {
         if switch.balance(RICH) == rich {
@@ -613,6 +695,7 @@ async fn a_bank_that_does_not_answer_is_declined_and_reversed_until_it_acknowled
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(acknowledged, "{}", switch.log());
+    assert_eq!(switch.reversals_due(0).await, 0);
     assert_eq!(switch.engine.balance(SUBSCRIBERS[0].1), 0);
 
     // A bank slower than a request's turn: the second request of the same account waits

@@ -160,6 +160,11 @@ impl Bank {
         }))
     }
 
+    /// Its links, primary first.
+    pub fn links(&self) -> &[LinkHandle] {
+        &self.links
+    }
+
     /// Whether a link is up.
     pub fn is_up(&self) -> bool {
         self.links.iter().any(LinkHandle::is_up)

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,9 @@ use crate::config::Config;
 use crate::durable::record::{ChannelRequest, ChannelStatus, DebitReversal, Enrolment, Record};
 use crate::durable::vault::Vault;
 use crate::engine::advice::transmission_time;
+use crate::engine::link::LinkHandle;
 use crate::notify::sms;
+use crate::operate::self_service::ChannelTally;
 use crate::switch::decide::{Decider, Link};
 use crate::vocab::codes::ResponseCode;
 use crate::vocab::key::TransactionKey;
@@ -62,6 +64,18 @@ impl Reply {
         }
     }
 
+    /// What the metrics count it as: `completed`, `declined` or `refused`, and why.
+    fn outcome(&self) -> (&'static str, &str) {
+        match self {
+            Reply::Refused { error, .. } => ("refused", error),
+            Reply::Request(request) => match request.status {
+                ChannelStatus::Completed => ("completed", ""),
+                ChannelStatus::Declined => ("declined", request.reason.as_deref().unwrap_or("")),
+                ChannelStatus::Pending => ("pending", ""),
+            },
+        }
+    }
+
     /// Whether nothing more will change its answer.
     pub fn is_final(&self) -> bool {
         match self {
@@ -94,6 +108,8 @@ struct Inner {
     requests: Mutex<HashMap<String, Tracked>>,
     accounts: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     stan: AtomicU64,
+    /// What the metrics count of the answers.
+    tally: ChannelTally,
     stop: CancellationToken,
     /// How long `POST` waits before `202`.
     wait: Duration,
@@ -116,6 +132,7 @@ impl Channels {
     pub fn start(
         decider: Arc<Decider>,
         config: Arc<Config>,
+        tally: ChannelTally,
         stop: CancellationToken,
     ) -> Result<Channels, String> {
         let vault = Vault::open_or_create(&config.channel_key_file())
@@ -136,12 +153,22 @@ impl Channels {
                 requests: Mutex::new(HashMap::new()),
                 accounts: Mutex::new(HashMap::new()),
                 stan: AtomicU64::new(seed),
+                tally,
                 stop,
                 wait,
             }),
         };
         channels.warn_unless_located();
         Ok(channels)
+    }
+
+    /// The debit banks' links by bank, primary first (for the metrics).
+    pub fn bank_links(&self) -> Vec<(String, Vec<LinkHandle>)> {
+        let mut banks: Vec<_> = (self.inner.banks.values())
+            .map(|bank| (bank.name.clone(), bank.links().to_vec()))
+            .collect();
+        banks.sort_by(|a, b| a.0.cmp(&b.0));
+        banks
     }
 
     /// The config.
@@ -347,6 +374,7 @@ impl Channels {
         asked: Asked,
         sender: watch::Sender<Option<Reply>>,
     ) {
+        let (started, channel) = (Instant::now(), asked.channel.as_str());
         let outcome = self.steps(&id, &key, fingerprint, asked, &sender).await;
         let reply = match outcome {
             Ok((reply, seq)) => {
@@ -365,6 +393,8 @@ impl Channels {
             // Nothing journaled: the same request again is read afresh.
             self.tracked().remove(&id);
         }
+        let (outcome, reason) = reply.outcome();
+        (self.inner.tally).answered(channel, outcome, reason, started.elapsed());
         sender.send_replace(Some(reply));
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use tracing::warn;
 
+use super::self_service::{ChannelTally, SelfServiceMetrics, SelfServiceStatus};
 use crate::acquirer::Responses;
 use crate::engine::Running;
 use crate::pins::shelf::Available;
@@ -46,6 +47,7 @@ pub struct Metrics {
     acked: Family<EngineLabels, Counter>,
     link_up: Family<LinkLabels, Gauge>,
     index_lag: Gauge,
+    self_service: SelfServiceMetrics,
     emails_pending: Gauge,
     sms_pending: Gauge,
     sms_failures: Gauge,
@@ -80,6 +82,9 @@ pub struct Status {
     /// the sessions leave it time, so a busy switch runs a few seconds behind).
     #[serde(default)]
     pub index_lag: u64,
+    /// The self-service channels: requests answered, the debit banks.
+    #[serde(default)]
+    pub self_service: SelfServiceStatus,
 }
 
 /// One engine in [`Status`].
@@ -184,6 +189,7 @@ impl Metrics {
             "Failed attempts to send emails (each is retried)",
             email_failures.clone(),
         );
+        let self_service = SelfServiceMetrics::register(&mut registry);
         let pins_available = Available::default();
         registry.register(
             "pins_available",
@@ -194,6 +200,7 @@ impl Metrics {
             registry,
             pins_available,
             index_lag,
+            self_service,
             emails_pending,
             sms_pending,
             sms_failures,
@@ -214,6 +221,16 @@ impl Metrics {
     /// The counter of responses to acquirers, which the sessions count into.
     pub fn responses(&self) -> Responses {
         self.responses.clone()
+    }
+
+    /// The tally of channel requests, which the channel flow counts into.
+    pub fn channel_tally(&self) -> ChannelTally {
+        self.self_service.tally()
+    }
+
+    /// Follows the debit banks' links: each bank's name and links, primary first.
+    pub fn watch_debit_banks(&self, banks: Vec<(String, Vec<crate::engine::link::LinkHandle>)>) {
+        self.self_service.watch_banks(banks);
     }
 
     /// The PINs-in-stock gauge, which the decider's shelf keeps.
@@ -292,10 +309,12 @@ impl Metrics {
             })
             .collect();
         let text = self.render_responses();
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Status {
             engines,
             responses: text,
             index_lag: self.index_lag(),
+            self_service: self.self_service.status(store.as_ref()),
         }
     }
 
@@ -331,7 +350,9 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        for engine in self.status().engines {
+        let status = self.status();
+        self.self_service.publish(&status.self_service);
+        for engine in status.engines {
             let labels = EngineLabels {
                 engine: engine.name.clone(),
             };
@@ -418,6 +439,7 @@ impl std::fmt::Display for Status {
         for (link, mti, code, count) in &self.responses {
             writeln!(f, "  {link:<16} {mti} {code} {count:>10}")?;
         }
+        write!(f, "{}", self.self_service)?;
         Ok(())
     }
 }

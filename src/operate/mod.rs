@@ -14,3 +14,4 @@ pub mod lookup;
 pub mod metrics;
 pub mod operator;
 pub mod queue;
+pub mod self_service;
