@@ -726,6 +726,43 @@ async fn a_bank_that_does_not_answer_is_declined_and_reversed_until_it_acknowled
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reversal_due_at_a_kill_is_repeated_as_0421_after_the_restart() {
+    let mut switch = start("1s").await;
+    switch.enrol(0, RICH).await;
+    let rich = switch.balance(RICH);
+    // The bank applies what it gets but answers nothing: the reversal stays due.
+    for (_, faults) in &switch.bank.listeners {
+        faults.drop_ack_percent.store(100, Ordering::Relaxed);
+    }
+    let lost = switch.post("lost-1", web(0, 2500, PIN)).await;
+    assert_eq!(lost.body["reason"], "bank_unavailable", "{:?}", lost.body);
+    assert_eq!(switch.reversals_due(1).await, 1);
+    switch.child.kill().expect("SIGKILL");
+    let _ = switch.child.wait();
+    for (_, faults) in &switch.bank.listeners {
+        faults.drop_ack_percent.store(0, Ordering::Relaxed);
+    }
+    let before = switch.log().len();
+    switch.child = serve(&switch.config, switch.dir.path());
+    switch.wait_up().await;
+    assert_eq!(switch.reversals_due(0).await, 0, "{}", switch.log());
+    let resumed = switch.log()[before..].to_owned();
+    let sent: Vec<&str> = (resumed.lines())
+        .filter(|l| l.contains("reversal 04"))
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|l| l.contains("reversal 0421 sent")),
+        "after the restart only repeats go out: {resumed}"
+    );
+    assert!(resumed.contains("debit reversal acknowledged"), "{resumed}");
+    // The bank put the money back once, and nothing reached the engine.
+    assert_eq!(switch.balance(RICH), rich);
+    assert_eq!(switch.engine.balance(SUBSCRIBERS[0].1), 0);
+    let answer = switch.get("lost-1").await;
+    assert_eq!(answer.body["reason"], "bank_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_approval_changes_nothing_and_a_silent_link_fails_over() {
     let switch = start("1s").await;
     switch.enrol(0, RICH).await;

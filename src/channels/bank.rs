@@ -209,6 +209,13 @@ impl Bank {
         let mut message = first;
         loop {
             if let Some(link) = self.links.iter().find(|l| l.is_up()) {
+                tracing::info!(
+                    bank = %self.name,
+                    link = %link.address(),
+                    stan = message.text(11).unwrap_or(""),
+                    "reversal {} sent",
+                    message.mti().as_str()
+                );
                 if let Ok(reply) = link.exchange(message.clone()).await {
                     if reply.mti().class() == message.mti().class() {
                         return Some(reply.text(39).unwrap_or("").to_owned());

@@ -205,7 +205,8 @@ impl Channels {
                 request = self.settle_lost(request)?;
             }
             if request.reversal == DebitReversal::Due {
-                self.spawn_reversal(request);
+                // The last run may have sent the 0420 already: a repeat from the start.
+                self.spawn_reversal(request, true);
             }
         }
         Ok(open.len())
@@ -588,13 +589,15 @@ impl Channels {
             "channels: request answered"
         );
         if request.reversal == DebitReversal::Due {
-            self.spawn_reversal(request.clone());
+            self.spawn_reversal(request.clone(), false);
         }
         Ok((Reply::Request(Box::new(request)), seq))
     }
 
-    /// Sends the debit's reversal until the bank answers, then journals it acknowledged.
-    fn spawn_reversal(&self, request: ChannelRequest) {
+    /// Sends the debit's reversal until the bank answers, then journals it acknowledged:
+    /// a `0420` first, or a `0421` when `resumed` after a restart (what the last run sent
+    /// is not known).
+    fn spawn_reversal(&self, request: ChannelRequest, resumed: bool) {
         let Some(bank) = self.inner.banks.get(&request.bank).cloned() else {
             warn!(request = %request.id, bank = %request.bank, "channels: a reversal is due to a bank no longer configured");
             return;
@@ -602,7 +605,7 @@ impl Channels {
         let flow = self.clone();
         tokio::spawn(async move {
             let account = flow.debit_account(&request).await;
-            let first = bank::reversal(&request, account.as_deref(), &bank.acquirer_id, false);
+            let first = bank::reversal(&request, account.as_deref(), &bank.acquirer_id, resumed);
             let again = || bank::reversal(&request, account.as_deref(), &bank.acquirer_id, true);
             let Some(code) = bank.reverse(first, again, &flow.inner.stop).await else {
                 return;
